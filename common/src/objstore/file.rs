@@ -1,0 +1,288 @@
+//! The local-disk backend: `<root>/<key>` holds the object's bytes.
+//!
+//! A put streams into `<root>/.sidecars/tmp/<uuid>`, hashing as it goes, fsyncs, records the
+//! sha256 in an extended attribute of the temp file, and renames it into place, so readers
+//! see either the old object or the whole new one, never a part. Temp files left by a killed
+//! process are never visible under a key and are swept when the store is next opened.
+
+use std::io::ErrorKind;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::fs;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use super::{resolve_range, validate_key, validate_prefix, GetResult, ObjectMeta, ObjectStore, Reader, Result, StoreError};
+
+const SHA_XATTR: &str = "user.sidecars.sha256";
+const RESERVED: &str = ".sidecars";
+const COPY_BUF: usize = 256 * 1024;
+/// Temp files older than this when the store opens belong to a dead writer.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+
+#[derive(Debug)]
+pub struct FileStore {
+    root: PathBuf,
+    url: String,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root: PathBuf = root.into();
+        let url = format!("file://{}", root.display());
+        let tmp = root.join(RESERVED).join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|source| StoreError::Io {
+            url: url.clone(),
+            source,
+        })?;
+        sweep_stale(&tmp);
+        Ok(Self { root, url })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn io(&self, key: &str) -> impl Fn(std::io::Error) -> StoreError + '_ {
+        let url = self.object_url(key);
+        move |source| {
+            if source.kind() == ErrorKind::NotFound {
+                StoreError::NotFound { url: url.clone() }
+            } else {
+                StoreError::Io {
+                    url: url.clone(),
+                    source,
+                }
+            }
+        }
+    }
+
+    async fn meta_of(&self, key: &str, path: &Path) -> Result<ObjectMeta> {
+        let md = fs::metadata(path).await.map_err(self.io(key))?;
+        if !md.is_file() {
+            return Err(StoreError::NotFound {
+                url: self.object_url(key),
+            });
+        }
+        let sha256 = match read_sha_xattr(path) {
+            Some(s) => s,
+            // written by something other than this store, or xattrs unsupported: hash it now
+            None => {
+                let s = hash_file(path).await.map_err(self.io(key))?;
+                let _ = xattr::set(path, SHA_XATTR, s.as_bytes());
+                s
+            }
+        };
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: md.len(),
+            sha256,
+            last_modified: mtime(&md),
+        })
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FileStore {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn put(&self, key: &str, mut body: Reader) -> Result<ObjectMeta> {
+        let dest = self.path(key)?;
+        let tmp = self
+            .root
+            .join(RESERVED)
+            .join("tmp")
+            .join(uuid::Uuid::new_v4().to_string());
+        let io = self.io(key);
+        let result: Result<(u64, String)> = async {
+            let mut file = fs::File::create(&tmp).await.map_err(&io)?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; COPY_BUF];
+            let mut size = 0u64;
+            loop {
+                let n = body.read(&mut buf).await.map_err(&io)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n]).await.map_err(&io)?;
+                size += n as u64;
+            }
+            file.sync_all().await.map_err(&io)?;
+            drop(file);
+            let sha = hex::encode(hasher.finalize());
+            // best effort: without xattr support the hash is recomputed on head
+            let _ = xattr::set(&tmp, SHA_XATTR, sha.as_bytes());
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).await.map_err(&io)?;
+            }
+            fs::rename(&tmp, &dest).await.map_err(&io)?;
+            Ok((size, sha))
+        }
+        .await;
+        let (size, sha256) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let md = fs::metadata(&dest).await.map_err(&io)?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size,
+            sha256,
+            last_modified: mtime(&md),
+        })
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetResult> {
+        let path = self.path(key)?;
+        // open first: the handle pins this version even if a put renames over it meanwhile
+        let mut file = fs::File::open(&path).await.map_err(self.io(key))?;
+        let meta = self.meta_of(key, &path).await?;
+        let size = file.metadata().await.map_err(self.io(key))?.len();
+        let range = resolve_range(&self.object_url(key), range, size)?;
+        if range.start > 0 {
+            file.seek(std::io::SeekFrom::Start(range.start))
+                .await
+                .map_err(self.io(key))?;
+        }
+        let body = Box::pin(file.take(range.end - range.start));
+        Ok(GetResult { meta, range, body })
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let path = self.path(key)?;
+        self.meta_of(key, &path).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        validate_prefix(prefix)?;
+        // walk only below the deepest directory the prefix names
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        let mut keys = Vec::new();
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let mut rd = match fs::read_dir(&dir).await {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        url: format!("file://{}", dir.display()),
+                        source,
+                    })
+                }
+            };
+            while let Some(entry) = rd.next_entry().await.map_err(|source| StoreError::Io {
+                url: format!("file://{}", dir.display()),
+                source,
+            })? {
+                let path = entry.path();
+                let Ok(rel) = path.strip_prefix(&self.root) else { continue };
+                let Some(rel) = rel.to_str() else { continue };
+                if rel == RESERVED {
+                    continue;
+                }
+                let ft = entry.file_type().await.map_err(self.io(rel))?;
+                if ft.is_dir() {
+                    let as_dir = format!("{rel}/");
+                    if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                        stack.push(path);
+                    }
+                } else if ft.is_file() && rel.starts_with(prefix) {
+                    keys.push(rel.to_string());
+                }
+            }
+        }
+        keys.sort();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.meta_of(&key, &self.root.join(&key)).await {
+                Ok(m) => out.push(m),
+                // deleted while listing
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io(key)(e)),
+        }
+        // drop directories the delete emptied, up to the root
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || fs::remove_dir(d).await.is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+}
+
+fn read_sha_xattr(path: &Path) -> Option<String> {
+    let v = xattr::get(path, SHA_XATTR).ok()??;
+    let s = String::from_utf8(v).ok()?;
+    (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
+}
+
+async fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn mtime(md: &std::fs::Metadata) -> DateTime<Utc> {
+    md.modified().map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now())
+}
+
+fn sweep_stale(tmp: &Path) {
+    let Ok(rd) = std::fs::read_dir(tmp) else { return };
+    let now = SystemTime::now();
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > STALE_TMP);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The object store: one interface, two backends chosen by URL.
+//!
+//! - `file:///path` (the default): a directory tree; objects appear by temp file + rename.
+//! - `s3://bucket/prefix`: any S3 API (AWS, MinIO, Ceph RGW, Garage) through aws-sdk-s3;
+//!   multipart above a threshold, aborted when a put fails, so nothing half-written is ever
+//!   readable.
+//!
+//! Bodies stream in both directions with bounded memory, whatever the object size.
+//! Keys are `/`-separated relative names (`apps/spark-123/events_1`); keys with empty, `.` or
+//! `..` components, a leading `/`, a NUL, or the reserved first component `.sidecars` are
+//! refused, so a key can never name something outside the store.
+
+mod file;
+mod s3;
+
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncRead;
+
+pub use file::FileStore;
+pub use s3::{S3Options, S3Store};
+
+/// A boxed byte source: what a put reads from and what a get returns.
+pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// What the store knows of one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Lower-case hex sha256 of the whole object.
+    pub sha256: String,
+    pub last_modified: DateTime<Utc>,
+}
+
+/// A get's answer: the object's metadata and its body (the requested range of it).
+pub struct GetResult {
+    pub meta: ObjectMeta,
+    /// The byte range this body covers.
+    pub range: Range<u64>,
+    pub body: Reader,
+}
+
+/// Errors that callers can tell apart; each names the URL involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object not found: {url}")]
+    NotFound { url: String },
+    #[error("bucket does not exist: {url}")]
+    NoSuchBucket { url: String },
+    #[error("access denied (check credentials) for {url}: {message}")]
+    AccessDenied { url: String, message: String },
+    #[error("cannot reach the object store endpoint for {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("invalid object key `{key}`: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("range {start}..{end} is outside {url} (size {size})")]
+    InvalidRange {
+        url: String,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
+    #[error("invalid object store URL `{url}`: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("I/O error on {url}: {source}")]
+    Io {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("object store error on {url}: {message}")]
+    Other { url: String, message: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The operations both backends provide.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The URL this store was opened with, e.g. `file:///data` or `s3://bucket/prefix`.
+    fn url(&self) -> &str;
+
+    /// Stores `body` under `key`, replacing any previous object atomically. The object
+    /// becomes visible only once the whole body has been read and stored.
+    async fn put(&self, key: &str, body: Reader) -> Result<ObjectMeta>;
+
+    /// Reads an object, or the byte range `range` of it (`None`: all of it).
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetResult>;
+
+    /// The object's metadata, without its body.
+    async fn head(&self, key: &str) -> Result<ObjectMeta>;
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Removes an object; removing a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// The URL of one object, for error messages and logs.
+    fn object_url(&self, key: &str) -> String {
+        format!("{}/{}", self.url().trim_end_matches('/'), key)
+    }
+}
+
+/// Convenience for small objects held in memory.
+pub async fn put_bytes(store: &dyn ObjectStore, key: &str, data: Bytes) -> Result<ObjectMeta> {
+    store
+        .put(key, Box::pin(std::io::Cursor::new(data)))
+        .await
+}
+
+/// Reads a whole (small) object into memory.
+pub async fn get_bytes(store: &dyn ObjectStore, key: &str) -> Result<Bytes> {
+    use tokio::io::AsyncReadExt;
+    let mut got = store.get(key, None).await?;
+    let mut buf = Vec::with_capacity(got.meta.size.min(64 << 20) as usize);
+    got.body
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|source| StoreError::Io {
+            url: store.object_url(key),
+            source,
+        })?;
+    Ok(buf.into())
+}
+
+/// Opens the store named by `url`: `file:///path`, a plain absolute path, or
+/// `s3://bucket[/prefix]` (S3 settings from `opts` and the standard AWS environment).
+pub async fn open(url: &str, opts: &S3Options) -> Result<Arc<dyn ObjectStore>> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::InvalidUrl {
+                url: url.into(),
+                reason: "no bucket name after s3://".into(),
+            });
+        }
+        return Ok(Arc::new(S3Store::new(bucket, prefix, opts).await?));
+    }
+    let path = if let Some(p) = url.strip_prefix("file://") {
+        p
+    } else if url.starts_with('/') {
+        url
+    } else {
+        return Err(StoreError::InvalidUrl {
+            url: url.into(),
+            reason: "use file:///absolute/path or s3://bucket/prefix".into(),
+        });
+    };
+    if !path.starts_with('/') {
+        return Err(StoreError::InvalidUrl {
+            url: url.into(),
+            reason: "a file:// URL needs an absolute path (file:///data/store)".into(),
+        });
+    }
+    Ok(Arc::new(FileStore::new(path)?))
+}
+
+/// Checks a key; see the module docs for the rules.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(StoreError::InvalidKey {
+            key: key.into(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if key.starts_with('/') {
+        return bad("absolute (leading /)");
+    }
+    if key.contains('\0') {
+        return bad("contains NUL");
+    }
+    for (i, part) in key.split('/').enumerate() {
+        match part {
+            "" => return bad("empty path component"),
+            "." | ".." => return bad("`.` or `..` component"),
+            ".sidecars" if i == 0 => return bad("`.sidecars` is reserved"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a list prefix: like a key, but it may be empty or end in `/`.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return if prefix.is_empty() {
+            Ok(())
+        } else {
+            validate_key(prefix)
+        };
+    }
+    validate_key(trimmed)
+}
+
+/// Clamps a requested range to an object of `size` bytes, or says why it cannot be served.
+pub(crate) fn resolve_range(url: &str, range: Option<Range<u64>>, size: u64) -> Result<Range<u64>> {
+    match range {
+        None => Ok(0..size),
+        Some(r) if r.start <= r.end && r.end <= size => Ok(r),
+        Some(r) => Err(StoreError::InvalidRange {
+            url: url.into(),
+            start: r.start,
+            end: r.end,
+            size,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert!(validate_key("apps/spark-1/events_1.zstd").is_ok());
+        for k in ["", "/abs", "a//b", "a/../b", "..", "./x", "a/.", ".sidecars/tmp", "a\0b"] {
+            assert!(validate_key(k).is_err(), "{k:?} accepted");
+        }
+        assert!(validate_key("a/.sidecars").is_ok());
+        assert!(validate_prefix("").is_ok());
+        assert!(validate_prefix("apps/").is_ok());
+        assert!(validate_prefix("../").is_err());
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Starts the three daemons on this machine with embedded defaults: local disk under one data
+# directory, no S3, no Kubernetes. Ctrl-C (or SIGTERM) stops all three gracefully.
+#
+#   SIDECARS_DATA_DIR   where everything is stored (default: ./sidecars-data)
+#   SIDECARS_PROFILE    cargo profile to build (default: release; `dev` builds faster)
+#   STAGING_PORT, SHUFFLE_PORT, SHUFFLE_ADMIN_PORT, HISTORY_PORT   override the ports
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spark-sidecars/target}"
+profile="${SIDECARS_PROFILE:-release}"
+data="$(realpath -m "${SIDECARS_DATA_DIR:-./sidecars-data}")"
+mkdir -p "$data"/{staging,shuffle-state,shuffle-local,history,event-logs}
+
+cargo build --quiet --profile "$profile" --bins
+bindir="$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")"
+
+pids=()
+stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
+trap stop INT TERM EXIT
+
+"$bindir/staging-server" --storage "file://$data/staging" & pids+=($!)
+"$bindir/shuffle-service" --state-dir "$data/shuffle-state" --allowed-root "$data/shuffle-local" --allowed-root /tmp & pids+=($!)
+"$bindir/history-collector" --storage "file://$data/history" --event-log-dir "$data/event-logs" & pids+=($!)
+
+host=$(hostname -I 2>/dev/null | awk '{print $1}'); host=${host:-127.0.0.1}
+cat <<MSG
+spark-sidecars running (data in $data):
+  staging-server     http://127.0.0.1:${STAGING_PORT:-10000}/api/v0/ping
+  shuffle-service    spark protocol on $host:${SHUFFLE_PORT:-7337}, metrics http://127.0.0.1:${SHUFFLE_ADMIN_PORT:-7338}/metrics
+  history-collector  http://127.0.0.1:${HISTORY_PORT:-18080}/  (event logs from $data/event-logs)
+Ctrl-C stops them.
+MSG
+wait -n "${pids[@]}"
