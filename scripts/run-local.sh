@@ -4,6 +4,7 @@
 #
 #   SIDECARS_DATA_DIR   where everything is stored (default: ./sidecars-data)
 #   SIDECARS_PROFILE    cargo profile to build (default: release; `dev` builds faster)
+#   SIDECARS_BIN_DIR    use the binaries in this directory instead of building
 #   STAGING_PORT, SHUFFLE_PORT, SHUFFLE_ADMIN_PORT, HISTORY_PORT   override the ports
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,12 +13,17 @@ profile="${SIDECARS_PROFILE:-release}"
 data="$(realpath -m "${SIDECARS_DATA_DIR:-./sidecars-data}")"
 mkdir -p "$data"/{staging,shuffle-state,shuffle-local,history,event-logs}
 
-cargo build --quiet --profile "$profile" --bins
-bindir="$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")"
+if [ -n "${SIDECARS_BIN_DIR:-}" ]; then
+  bindir="$SIDECARS_BIN_DIR"   # prebuilt binaries (the test suite uses this)
+else
+  cargo build --quiet --profile "$profile" --bins
+  bindir="$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")"
+fi
 
 pids=()
 stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
-trap stop INT TERM EXIT
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 
 "$bindir/staging-server" --storage "file://$data/staging" & pids+=($!)
 "$bindir/shuffle-service" --state-dir "$data/shuffle-state" --allowed-root "$data/shuffle-local" --allowed-root /tmp & pids+=($!)
@@ -31,4 +37,8 @@ spark-sidecars running (data in $data):
   history-collector  http://127.0.0.1:${HISTORY_PORT:-18080}/  (event logs from $data/event-logs)
 Ctrl-C stops them.
 MSG
+set +e
 wait -n "${pids[@]}"
+rc=$?
+echo "a daemon exited with status $rc; stopping the others" >&2
+exit "$rc"
