@@ -1,0 +1,645 @@
+//! The HTTP API: the original v0 routes, kept byte-compatible so existing clients work, plus
+//! our additions (a manifest with sha256s, and per-file download URLs that stock Spark can
+//! fetch).
+//!
+//! | route | auth |
+//! |---|---|
+//! | `POST /api/v0/resources[/]` multipart `resources` + `resourcesOwner` | none (as the original) |
+//! | `GET /api/v0/resources/{id}` the bundle as uploaded | `Authorization: <secret>` or `Bearer <secret>` |
+//! | `GET /api/v0/resources/{id}/manifest` ids, sha256s, file paths, download token | secret |
+//! | `GET /api/v0/files/{id}/{token}/{name...}` one file; the last segment is its name | token in the path |
+//! | `GET /api/v0/ping` | none |
+//!
+//! The token sits in the path before the file name because Spark names a downloaded file after
+//! the URL's last path segment. Downloads honour `Range` and `If-None-Match` (the ETag is the
+//! sha256) and send `X-Sha256`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::bundle::{self, BundleError, Limits};
+use crate::metrics::Metrics;
+use crate::secrets;
+use crate::store::{self, BundleMeta, Bundles, Owner};
+
+/// Shared state of the API handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub bundles: Bundles,
+    pub spool: PathBuf,
+    pub max_bundle_size: u64,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    // Multipart framing adds a little to the bundle itself; the exact bundle limit is
+    // enforced while streaming so the client gets a 413 that says what the limit is.
+    let body_limit = state
+        .max_bundle_size
+        .saturating_add(1 << 20)
+        .min(usize::MAX as u64) as usize;
+    Router::new()
+        .route("/api/v0/resources", post(upload))
+        .route("/api/v0/resources/", post(upload))
+        .route("/api/v0/resources/{id}", get(download_bundle))
+        .route("/api/v0/resources/{id}/manifest", get(manifest))
+        .route("/api/v0/files/{id}/{token}/{*name}", get(download_file))
+        .route(
+            "/api/v0/ping",
+            get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "pong") }),
+        )
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// An error response: status plus a one-line message naming what was wrong.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self(status, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.0.is_server_error() {
+            tracing::error!(status = %self.0, "{}", self.1);
+        } else {
+            tracing::info!(status = %self.0, "{}", self.1);
+        }
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", self.1),
+        )
+            .into_response()
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+/// The v0 upload answer; exactly these two fields, because the original client's JSON
+/// mapper refuses unknown ones.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IdAndSecret {
+    resource_id: String,
+    resource_secret: String,
+}
+
+/// A spool directory removed when the upload ends, however it ends.
+struct Spool(PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A blocking `Read` over chunks arriving on a channel, for the extraction thread.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}
+
+async fn upload(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<Response, ApiError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > app.max_bundle_size.saturating_add(1 << 20) {
+            app.metrics.upload_result("too_large");
+            return Err(too_large(app.max_bundle_size));
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let spool_dir = app.spool.join(&id);
+    tokio::fs::create_dir_all(&spool_dir).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot create {}: {e}", spool_dir.display()),
+        )
+    })?;
+    let spool = Spool(spool_dir);
+    let mut owner: Option<Owner> = None;
+    let mut received: Option<(u64, Vec<bundle::FileEntry>)> = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(e, app.max_bundle_size, &app.metrics)),
+        };
+        match field.name() {
+            Some("resources") => {
+                if received.is_some() {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "more than one `resources` part",
+                    ));
+                }
+                received = Some(receive_bundle(&app, &spool.0, field).await?);
+            }
+            Some("resourcesOwner") => {
+                let text = field
+                    .bytes()
+                    .await
+                    .map_err(|e| multipart_error(e, app.max_bundle_size, &app.metrics))?;
+                if text.len() > 64 << 10 {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "`resourcesOwner` is larger than 64 KiB",
+                    ));
+                }
+                let o: Owner = serde_json::from_slice(&text).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("`resourcesOwner` is not valid owner JSON: {e}"),
+                    )
+                })?;
+                if o.owner_type != "Pod" {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "`resourcesOwner.ownerType` is `{}`; only `Pod` is supported",
+                            o.owner_type
+                        ),
+                    ));
+                }
+                owner = Some(o);
+            }
+            other => return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unexpected multipart part `{}` (expected `resources` and `resourcesOwner`)",
+                    other.unwrap_or("")
+                ),
+            )),
+        }
+    }
+    let Some((_, files)) = received else {
+        app.metrics.upload_result("bad_request");
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing multipart part `resources` (the tar.gz bundle)",
+        ));
+    };
+    let Some(owner) = owner else {
+        app.metrics.upload_result("bad_request");
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing multipart part `resourcesOwner` (owner JSON)",
+        ));
+    };
+    let secret = secrets::new_secret(&id);
+    let meta = BundleMeta {
+        version: 1,
+        resource_id: id.clone(),
+        owner,
+        secret_sha256: secrets::hash(&secret),
+        token_sha256: secrets::hash(&secrets::token_for(&secret)),
+        created: Utc::now(),
+        first_access: None,
+        last_access: None,
+        bundle_size: 0,
+        bundle_sha256: String::new(),
+        files,
+    };
+    let meta = app
+        .bundles
+        .publish(meta, &spool.0.join("bundle.tar.gz"), &spool.0.join("files"))
+        .await?;
+    app.metrics.upload_result("ok");
+    app.metrics.bundle_added(meta.stored_bytes());
+    tracing::info!(bundle = %id, size = meta.bundle_size, files = meta.files.len(), namespace = %meta.owner.owner_namespace, "bundle stored");
+    drop(spool);
+    Ok((
+        StatusCode::OK,
+        Json(IdAndSecret {
+            resource_id: id,
+            resource_secret: secret,
+        }),
+    )
+        .into_response())
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("bundle is larger than --max-bundle-size ({max} bytes)"),
+    )
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError, max: u64, m: &Metrics) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        m.upload_result("too_large");
+        return too_large(max);
+    }
+    m.upload_result("bad_request");
+    ApiError::new(
+        e.status(),
+        format!("malformed multipart upload: {}", e.body_text()),
+    )
+}
+
+/// Streams the `resources` part to the spool (the archive as uploaded) while a blocking
+/// thread checks and extracts it from the same chunks, so a bad entry stops the upload early
+/// and memory stays bounded whatever the size.
+async fn receive_bundle(
+    app: &AppState,
+    dir: &std::path::Path,
+    mut field: axum::extract::multipart::Field<'_>,
+) -> Result<(u64, Vec<bundle::FileEntry>), ApiError> {
+    let archive_path = dir.join("bundle.tar.gz");
+    let files_dir = dir.join("files");
+    let internal = |what: &str, e: std::io::Error| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
+    };
+    std::fs::create_dir_all(&files_dir)
+        .map_err(|e| internal(&format!("cannot create {}", files_dir.display()), e))?;
+    let mut out = tokio::fs::File::create(&archive_path)
+        .await
+        .map_err(|e| internal(&format!("cannot create {}", archive_path.display()), e))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let limits = app.limits;
+    let fd = files_dir.clone();
+    let extractor = tokio::task::spawn_blocking(move || {
+        let reader = ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        };
+        bundle::extract(reader, limits, &|name| {
+            Some((fd.clone(), PathBuf::from(name)))
+        })
+    });
+    let mut tx = Some(tx);
+    let mut total = 0u64;
+    let mut hasher = Sha256::new();
+    loop {
+        let chunk = match field.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                drop(tx.take());
+                let _ = extractor.await;
+                return Err(multipart_error(e, app.max_bundle_size, &app.metrics));
+            }
+        };
+        total += chunk.len() as u64;
+        if total > app.max_bundle_size {
+            drop(tx.take());
+            let _ = extractor.await;
+            app.metrics.upload_result("too_large");
+            return Err(too_large(app.max_bundle_size));
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| internal(&format!("cannot write {}", archive_path.display()), e))?;
+        if let Some(t) = &tx {
+            if t.send(chunk).await.is_err() {
+                // The extractor stopped early: it found a bad entry. Its error is the answer.
+                tx = None;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    out.flush()
+        .await
+        .map_err(|e| internal(&format!("cannot write {}", archive_path.display()), e))?;
+    drop(out);
+    let files = match extractor.await {
+        Ok(Ok(files)) => files,
+        Ok(Err(e)) => {
+            app.metrics.upload_result("bad_bundle");
+            let status = match e {
+                BundleError::Write { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return Err(ApiError::new(status, e.to_string()));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("bundle check failed: {e}"),
+            ))
+        }
+    };
+    tracing::debug!(size = total, sha256 = %hex::encode(hasher.finalize()), "bundle received");
+    Ok((total, files))
+}
+
+fn secret_from(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(secrets::from_authorization)
+        .filter(|s| !s.is_empty())
+}
+
+async fn authorised(app: &AppState, id: &str, headers: &HeaderMap) -> Result<BundleMeta, ApiError> {
+    let meta = app.bundles.meta(id).await?;
+    let Some(secret) = secret_from(headers) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("bundle {id}: missing Authorization header with the resource secret"),
+        ));
+    };
+    if !secrets::matches(secret, &meta.secret_sha256) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("bundle {id}: wrong resource secret"),
+        ));
+    }
+    Ok(meta)
+}
+
+async fn download_bundle(
+    State(app): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let meta = authorised(&app, &id, &headers).await?;
+    let resp = serve_object(
+        &app,
+        &store::bundle_key(&id),
+        meta.bundle_size,
+        &meta.bundle_sha256,
+        "application/octet-stream",
+        &headers,
+    )
+    .await?;
+    app.metrics.download("bundle");
+    touch(&app, meta).await;
+    Ok(resp)
+}
+
+/// What `GET .../manifest` answers.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    resource_id: String,
+    download_token: String,
+    bundle_size: u64,
+    bundle_sha256: String,
+    created: chrono::DateTime<Utc>,
+    owner: Owner,
+    files: Vec<ManifestFile>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ManifestFile {
+    name: String,
+    size: u64,
+    sha256: String,
+    /// Absolute path on this server; prefix it with the server's base URL.
+    path: String,
+}
+
+async fn manifest(
+    State(app): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let meta = authorised(&app, &id, &headers).await?;
+    let secret = secret_from(&headers).unwrap_or_default();
+    let token = secrets::token_for(secret);
+    let files = meta
+        .files
+        .iter()
+        .map(|f| ManifestFile {
+            name: f.name.clone(),
+            size: f.size,
+            sha256: f.sha256.clone(),
+            path: format!("/api/v0/files/{id}/{token}/{}", f.name),
+        })
+        .collect();
+    Ok(Json(Manifest {
+        resource_id: id,
+        download_token: token,
+        bundle_size: meta.bundle_size,
+        bundle_sha256: meta.bundle_sha256,
+        created: meta.created,
+        owner: meta.owner,
+        files,
+    })
+    .into_response())
+}
+
+async fn download_file(
+    State(app): State<AppState>,
+    UrlPath((id, token, name)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let meta = app.bundles.meta(&id).await?;
+    if !secrets::matches(&token, &meta.token_sha256) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("bundle {id}: wrong download token"),
+        ));
+    }
+    let Some(f) = meta.files.iter().find(|f| f.name == name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("bundle {id} has no file `{name}`"),
+        ));
+    };
+    let resp = serve_object(
+        &app,
+        &store::file_key(&id, &f.name),
+        f.size,
+        &f.sha256,
+        content_type(&f.name),
+        &headers,
+    )
+    .await?;
+    app.metrics.download("file");
+    touch(&app, meta).await;
+    Ok(resp)
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("jar") | Some("zip") | Some("egg") | Some("whl") => "application/zip",
+        Some("py") | Some("txt") | Some("conf") | Some("properties") => "text/plain; charset=utf-8",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Records an access: the first one moves the bundle from "unused" to "used" (see the
+/// cleaner); later ones refresh `lastAccess` at most once a minute, to keep downloads cheap.
+async fn touch(app: &AppState, mut meta: BundleMeta) {
+    let now = Utc::now();
+    let stale = meta.last_access.is_none_or(|t| {
+        now.signed_duration_since(t)
+            > chrono::Duration::from_std(Duration::from_secs(60)).unwrap_or_default()
+    });
+    if meta.first_access.is_some() && !stale {
+        return;
+    }
+    meta.first_access.get_or_insert(now);
+    meta.last_access = Some(now);
+    if let Err(e) = app.bundles.write_meta(&meta).await {
+        tracing::warn!(bundle = %meta.resource_id, error = %e, "cannot record access");
+    }
+}
+
+/// Parses a single `bytes=` range against `size`. `Ok(None)`: no (or an ignorable) range.
+fn parse_range(value: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        // Multiple ranges: allowed to answer with the whole body.
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let r = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        size.saturating_sub(n)..size
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            size
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .saturating_add(1)
+                .min(size)
+        };
+        if start >= size || start >= end {
+            return Err(());
+        }
+        start..end
+    };
+    Ok(Some(r))
+}
+
+async fn serve_object(
+    app: &AppState,
+    key: &str,
+    size: u64,
+    sha256: &str,
+    ctype: &'static str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let etag = format!("\"{sha256}\"");
+    let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
+            return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
+        }
+    }
+    let mut range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(v) => match parse_range(v, size) {
+            Ok(r) => r,
+            Err(()) => {
+                return Ok((
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+                )
+                    .into_response())
+            }
+        },
+        None => None,
+    };
+    if let Some(ir) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        if ir.trim() != etag {
+            range = None;
+        }
+    }
+    let got = app
+        .bundles
+        .objects
+        .get(key, range.clone())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(got.body, 256 * 1024);
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, ctype)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, etag_value)
+        .header("x-sha256", sha256);
+    builder = match range {
+        Some(r) => builder
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_LENGTH, r.end - r.start)
+            .header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", r.start, r.end - 1),
+            ),
+        None => builder
+            .status(StatusCode::OK)
+            .header(header::CONTENT_LENGTH, size),
+    };
+    builder
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some(0..10)));
+        assert_eq!(parse_range("bytes=90-", 100), Ok(Some(90..100)));
+        assert_eq!(parse_range("bytes=-5", 100), Ok(Some(95..100)));
+        assert_eq!(parse_range("bytes=50-500", 100), Ok(Some(50..100)));
+        assert_eq!(parse_range("bytes=100-", 100), Err(()));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(parse_range("items=1-2", 100), Ok(None));
+    }
+}

@@ -1,0 +1,325 @@
+//! Bundles: the tar.gz archives clients upload. One set of rules decides which entries are
+//! acceptable, and the server (checking an upload as it streams in) and `spark-stage fetch`
+//! (re-checking before it writes anything to disk) both apply it, so a hostile archive is
+//! refused the same way at both ends.
+//!
+//! An acceptable entry is a regular file (or a directory, which is only implied structure and
+//! is never created as such) whose name is relative, valid UTF-8, with no `..`, no empty
+//! components and no NUL, and which no other entry names too. Links, devices, FIFOs and
+//! anything else are refused, naming the entry.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Limits on what a bundle may contain.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most entries (files and directories) a bundle may hold.
+    pub max_entries: u64,
+    /// Most bytes the files may add up to once decompressed (guards against gzip bombs).
+    pub max_extracted: u64,
+}
+
+/// Why a bundle was refused. Each variant names the entry at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("bundle entry `{name}`: {reason}")]
+    BadEntry { name: String, reason: String },
+    #[error("bundle has more than {limit} entries")]
+    TooManyEntries { limit: u64 },
+    #[error("bundle expands to more than {limit} bytes (at entry `{name}`)")]
+    TooLarge { limit: u64, name: String },
+    #[error("bundle is not a valid tar.gz: {0}")]
+    Corrupt(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One extracted file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileEntry {
+    /// Normalised relative name, `/`-separated.
+    pub name: String,
+    pub size: u64,
+    /// Lower-case hex sha256 of the content.
+    pub sha256: String,
+}
+
+/// Checks an entry name and returns its normalised form (leading `./` removed).
+pub fn normalise_name(raw: &[u8]) -> Result<String, String> {
+    let s = std::str::from_utf8(raw).map_err(|_| "name is not valid UTF-8".to_string())?;
+    if s.is_empty() {
+        return Err("empty name".into());
+    }
+    if s.starts_with('/') {
+        return Err("absolute path".into());
+    }
+    if s.contains('\0') {
+        return Err("name contains NUL".into());
+    }
+    if s.contains('\\') {
+        return Err("name contains a backslash".into());
+    }
+    let trimmed = s.trim_end_matches('/');
+    let mut parts = Vec::new();
+    for part in trimmed.split('/') {
+        match part {
+            "." if parts.is_empty() => continue,
+            ".." => return Err("`..` component (path escapes the bundle)".into()),
+            "" | "." => return Err("empty or `.` path component".into()),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Ok(String::new());
+    }
+    let name = parts.join("/");
+    if name.len() > 900 {
+        return Err("name longer than 900 bytes".into());
+    }
+    Ok(name)
+}
+
+/// Tracks the names seen so far so duplicates and file/directory clashes are refused.
+#[derive(Default)]
+struct Seen {
+    files: HashSet<String>,
+    dirs: HashSet<String>,
+}
+
+impl Seen {
+    fn add_file(&mut self, name: &str) -> Result<(), String> {
+        if self.files.contains(name) {
+            return Err("duplicate entry".into());
+        }
+        if self.dirs.contains(name) {
+            return Err("a file has the same name as a directory".into());
+        }
+        let mut prefix = String::new();
+        for part in name
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(_, d)| d)
+            .unwrap_or(&[])
+        {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if self.files.contains(&prefix) {
+                return Err(format!("parent `{prefix}` is a file"));
+            }
+            self.dirs.insert(prefix.clone());
+        }
+        self.files.insert(name.to_string());
+        Ok(())
+    }
+}
+
+/// Reads a tar.gz from `input`, checking every entry against the rules and `limits`, and
+/// writes each file where `route` says: it maps a normalised name to a root directory and a
+/// relative path under it (parents are created as needed; existing files and links are never
+/// followed or overwritten), or `None` to skip the entry. Returns the files written, in
+/// archive order.
+///
+/// `input` is read to its end even after the archive's end marker, so a caller feeding it
+/// from a channel never sees the reader hang up early on a valid bundle.
+pub fn extract<R: Read>(
+    input: R,
+    limits: Limits,
+    route: &dyn Fn(&str) -> Option<(PathBuf, PathBuf)>,
+) -> Result<Vec<FileEntry>, BundleError> {
+    let gz = flate2::read::GzDecoder::new(input);
+    let mut archive = tar::Archive::new(gz);
+    let mut seen = Seen::default();
+    let mut out = Vec::new();
+    let mut count = 0u64;
+    let mut total = 0u64;
+    let corrupt = |e: std::io::Error| BundleError::Corrupt(e.to_string());
+    {
+        let entries = archive.entries().map_err(corrupt)?;
+        for entry in entries {
+            let mut entry = entry.map_err(corrupt)?;
+            count += 1;
+            if count > limits.max_entries {
+                return Err(BundleError::TooManyEntries {
+                    limit: limits.max_entries,
+                });
+            }
+            let raw = entry.path_bytes().into_owned();
+            let shown = String::from_utf8_lossy(&raw).into_owned();
+            let bad = |reason: String| BundleError::BadEntry {
+                name: shown.clone(),
+                reason,
+            };
+            let name = normalise_name(&raw).map_err(bad)?;
+            let kind = entry.header().entry_type();
+            match kind {
+                tar::EntryType::Directory => continue,
+                tar::EntryType::Regular | tar::EntryType::Continuous => {}
+                tar::EntryType::Symlink => {
+                    return Err(bad("symbolic link (only plain files are allowed)".into()))
+                }
+                tar::EntryType::Link => {
+                    return Err(bad("hard link (only plain files are allowed)".into()))
+                }
+                tar::EntryType::Char | tar::EntryType::Block => {
+                    return Err(bad("device file (only plain files are allowed)".into()))
+                }
+                tar::EntryType::Fifo => {
+                    return Err(bad("FIFO (only plain files are allowed)".into()))
+                }
+                other => {
+                    return Err(bad(format!(
+                        "entry type {other:?} (only plain files are allowed)"
+                    )))
+                }
+            }
+            if name.is_empty() {
+                return Err(bad("a file with an empty name".into()));
+            }
+            seen.add_file(&name).map_err(bad)?;
+            let size = entry.header().size().map_err(corrupt)?;
+            total = total.saturating_add(size);
+            if total > limits.max_extracted {
+                return Err(BundleError::TooLarge {
+                    limit: limits.max_extracted,
+                    name,
+                });
+            }
+            let Some((root, rel)) = route(&name) else {
+                continue;
+            };
+            let path = root.join(&rel);
+            let (written, sha256) =
+                write_new_file(&path, &root, &mut entry).map_err(|e| match e {
+                    WriteError::Read(e) => corrupt(e),
+                    WriteError::Write(source) => BundleError::Write {
+                        path: path.clone(),
+                        source,
+                    },
+                })?;
+            if written != size {
+                return Err(BundleError::Corrupt(format!("entry `{name}` is truncated")));
+            }
+            out.push(FileEntry {
+                name,
+                size: written,
+                sha256,
+            });
+        }
+    }
+    let mut inner = archive.into_inner().into_inner();
+    std::io::copy(&mut inner, &mut std::io::sink()).map_err(corrupt)?;
+    Ok(out)
+}
+
+enum WriteError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Creates `path` (which must not exist) and its parents below `root`, refusing to pass
+/// through anything that is not a real directory, and copies `src` into it.
+fn write_new_file(
+    path: &Path,
+    root: &Path,
+    src: &mut dyn Read,
+) -> Result<(u64, String), WriteError> {
+    if let Some(parent) = path.parent() {
+        let rel = parent.strip_prefix(root).unwrap_or(Path::new(""));
+        let mut cur = root.to_path_buf();
+        for comp in rel.components() {
+            cur.push(comp);
+            match std::fs::symlink_metadata(&cur) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => {
+                    return Err(WriteError::Write(std::io::Error::other(format!(
+                        "{} exists and is not a directory",
+                        cur.display()
+                    ))))
+                }
+                Err(_) => std::fs::create_dir(&cur).map_err(WriteError::Write)?,
+            }
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(WriteError::Write)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = src.read(&mut buf).map_err(WriteError::Read)?;
+        if got == 0 {
+            break;
+        }
+        hasher.update(&buf[..got]);
+        f.write_all(&buf[..got]).map_err(WriteError::Write)?;
+        n += got as u64;
+    }
+    f.flush().map_err(WriteError::Write)?;
+    Ok((n, hex::encode(hasher.finalize())))
+}
+
+/// Writes a flat-or-nested tar.gz of `files` (archive name, local path) to `out`.
+/// Only name, size and mode are recorded, like the original client.
+pub fn create<W: Write>(out: W, files: &[(String, PathBuf)], level: u32) -> std::io::Result<W> {
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+    let mut builder = tar::Builder::new(gz);
+    for (name, path) in files {
+        let mut f = std::fs::File::open(path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
+        })?;
+        let len = f.metadata()?.len();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(len);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, name, &mut f)?;
+    }
+    builder.into_inner()?.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(normalise_name(b"a.jar").unwrap(), "a.jar");
+        assert_eq!(normalise_name(b"./jars/a.jar").unwrap(), "jars/a.jar");
+        assert_eq!(normalise_name(b"dir/").unwrap(), "dir");
+        for bad in [
+            &b"/etc/passwd"[..],
+            b"../x",
+            b"a/../../x",
+            b"a//b",
+            b"a/./b",
+            b"\xff",
+            b"a\\b",
+        ] {
+            assert!(normalise_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn clashes() {
+        let mut s = Seen::default();
+        s.add_file("a/b").unwrap();
+        assert!(s.add_file("a/b").is_err());
+        assert!(s.add_file("a").is_err());
+        assert!(s.add_file("a/b/c").is_err());
+        s.add_file("a/c").unwrap();
+    }
+}

@@ -1,0 +1,302 @@
+//! Test harness: runs the real staging-server binary on a free loopback port, speaks raw
+//! HTTP/1.1 to it, and builds (possibly hostile) tar.gz bundles byte by byte.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Starts the server with `extra` flags over `data_dir`, and waits for `/api/v0/ping`.
+pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_staging-server"))
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start staging-server");
+    let s = Server {
+        child,
+        port,
+        data_dir: data_dir.to_path_buf(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = request(port, "GET", "/api/v0/ping", &[], &[]) {
+            if r.status == 200 {
+                assert_eq!(r.body, b"pong");
+                return s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "staging-server did not come up on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One raw HTTP/1.1 request with `Connection: close`; the reply is read to EOF.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
+    let bad = || {
+        std::io::Error::other(format!(
+            "bad reply: {}",
+            String::from_utf8_lossy(&raw[..raw.len().min(300)])
+        ))
+    };
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad())?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(bad)?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
+            let n = usize::from_str_radix(
+                std::str::from_utf8(&rest[..nl]).map_err(|_| bad())?.trim(),
+                16,
+            )
+            .map_err(|_| bad())?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = out;
+    }
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub const BOUNDARY: &str = "2d5e7f2a-6f0e-4a8b-9a7b-staging";
+
+/// The multipart body exactly as the original Retrofit/OkHttp client sent it: parts without
+/// file names, `resources` typed multipart/form-data, `resourcesOwner` typed application/json,
+/// each with Content-Transfer-Encoding and Content-Length.
+pub fn original_multipart(bundle: &[u8], owner_json: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    let part = |b: &mut Vec<u8>, name: &str, ctype: &str, data: &[u8]| {
+        b.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\nContent-Transfer-Encoding: binary\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                data.len()
+            )
+            .as_bytes(),
+        );
+        b.extend_from_slice(data);
+        b.extend_from_slice(b"\r\n");
+    };
+    part(
+        &mut b,
+        "resources",
+        "multipart/form-data; charset=utf-8",
+        bundle,
+    );
+    part(
+        &mut b,
+        "resourcesOwner",
+        "application/json; charset=UTF-8",
+        owner_json.as_bytes(),
+    );
+    b.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    b
+}
+
+pub const OWNER: &str = r#"{"ownerNamespace":"spark","ownerLabels":{"spark-app-selector":"spark-123","spark-role":"driver"},"ownerType":"Pod"}"#;
+
+/// Posts a bundle the way the original client did; returns the reply.
+pub fn upload(port: u16, bundle: &[u8]) -> Reply {
+    let body = original_multipart(bundle, OWNER);
+    request(
+        port,
+        "POST",
+        "/api/v0/resources/",
+        &[(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={BOUNDARY}"),
+        )],
+        &body,
+    )
+    .expect("upload request")
+}
+
+/// One raw tar entry: name bytes, type flag, content, link target.
+pub struct RawEntry<'a> {
+    pub name: &'a [u8],
+    pub kind: u8,
+    pub data: &'a [u8],
+    pub link: &'a [u8],
+}
+
+/// Builds a tar.gz from raw headers, bypassing every check the tar crate would apply, so tests
+/// can make the hostile archives real attackers make.
+pub fn raw_targz(entries: &[RawEntry<'_>]) -> Vec<u8> {
+    let mut tar = Vec::new();
+    for e in entries {
+        let mut h = [0u8; 512];
+        h[..e.name.len()].copy_from_slice(e.name);
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", e.data.len()).as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = e.kind;
+        h[157..157 + e.link.len()].copy_from_slice(e.link);
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        tar.extend_from_slice(&h);
+        tar.extend_from_slice(e.data);
+        let pad = (512 - e.data.len() % 512) % 512;
+        tar.extend(std::iter::repeat_n(0u8, pad));
+    }
+    tar.extend(std::iter::repeat_n(0u8, 1024));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+pub fn file(name: &str, data: &'static [u8]) -> (Vec<u8>, &'static [u8]) {
+    (name.as_bytes().to_vec(), data)
+}
+
+/// A normal bundle of plain files.
+pub fn targz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let entries: Vec<RawEntry<'_>> = files
+        .iter()
+        .map(|(n, d)| RawEntry {
+            name: n.as_bytes(),
+            kind: b'0',
+            data: d,
+            link: b"",
+        })
+        .collect();
+    raw_targz(&entries)
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Env var that a test needs; fails (never skips) when it is missing.
+pub fn need_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through scripts/test.sh, or eval \"$(bash scripts/install-test-tools.sh --print-env)\" first")
+    })
+}
+
+/// Incompressible bytes (xorshift), so gzip cannot shrink test bundles.
+pub fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
