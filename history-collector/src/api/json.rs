@@ -1,0 +1,563 @@
+//! The JSON documents of the REST API, field for field and in field order as Spark's
+//! `status/api/v1` classes serialise them (Jackson, `Option` fields left out when empty),
+//! and a writer that lays them out the way Jackson's default pretty printer does.
+
+use std::io;
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::model::{m, Environment, Executor, Job, Stage, EXECUTOR_METRICS};
+
+/// Spark's REST date format: `yyyy-MM-dd'T'HH:mm:ss.SSS'GMT'`.
+pub fn date(ms: i64) -> String {
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fGMT").to_string(),
+        None => String::new(),
+    }
+}
+
+/// Serialises like Jackson's `DefaultPrettyPrinter`: objects one field per line indented by
+/// two spaces, arrays inline (`[ a, b ]`), `" : "` between key and value.
+pub fn to_jackson<T: Serialize>(v: &T) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(4096);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, JacksonFormatter::default());
+    v.serialize(&mut ser)?;
+    Ok(out)
+}
+
+#[derive(Default)]
+struct JacksonFormatter {
+    /// Object nesting depth (arrays do not indent).
+    depth: usize,
+    /// For each open container: has it had an element yet.
+    nonempty: Vec<bool>,
+}
+
+impl JacksonFormatter {
+    fn indent<W: ?Sized + io::Write>(&self, w: &mut W) -> io::Result<()> {
+        w.write_all(b"\n")?;
+        for _ in 0..self.depth {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for JacksonFormatter {
+    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.nonempty.push(false);
+        w.write_all(b"[")
+    }
+    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.nonempty.pop();
+        w.write_all(b" ]")
+    }
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if let Some(last) = self.nonempty.last_mut() {
+            *last = true;
+        }
+        w.write_all(if first { b" " } else { b", " })
+    }
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, _w: &mut W) -> io::Result<()> {
+        Ok(())
+    }
+    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth += 1;
+        self.nonempty.push(false);
+        w.write_all(b"{")
+    }
+    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth -= 1;
+        if self.nonempty.pop().unwrap_or(false) {
+            self.indent(w)?;
+            w.write_all(b"}")
+        } else {
+            w.write_all(b" }")
+        }
+    }
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if let Some(last) = self.nonempty.last_mut() {
+            *last = true;
+        }
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.indent(w)
+    }
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b" : ")
+    }
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, _w: &mut W) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A JSON object whose keys keep their order.
+pub struct Ordered<V>(pub Vec<(String, V)>);
+
+impl<V: Serialize> Serialize for Ordered<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+pub struct VersionInfo {
+    pub spark: String,
+}
+
+#[derive(Serialize)]
+pub struct ApplicationInfo {
+    pub id: String,
+    pub name: String,
+    pub attempts: Vec<AttemptInfo>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<String>,
+    pub start_time: String,
+    pub end_time: String,
+    pub last_updated: String,
+    pub duration: i64,
+    pub spark_user: String,
+    pub completed: bool,
+    pub app_spark_version: String,
+    pub start_time_epoch: i64,
+    pub end_time_epoch: i64,
+    pub last_updated_epoch: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobData {
+    pub job_id: i64,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submission_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    pub stage_ids: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_group: Option<String>,
+    pub job_tags: Vec<String>,
+    pub status: &'static str,
+    pub num_tasks: i64,
+    pub num_active_tasks: i64,
+    pub num_completed_tasks: i64,
+    pub num_skipped_tasks: i64,
+    pub num_failed_tasks: i64,
+    pub num_killed_tasks: i64,
+    pub num_completed_indices: i64,
+    pub num_active_stages: i64,
+    pub num_completed_stages: i64,
+    pub num_skipped_stages: i64,
+    pub num_failed_stages: i64,
+    pub killed_tasks_summary: Ordered<i64>,
+}
+
+pub fn job_data(j: &Job) -> JobData {
+    JobData {
+        job_id: j.id,
+        name: j.name.clone(),
+        description: j.description.clone(),
+        submission_time: j.submission_time.map(date),
+        completion_time: j.completion_time.map(date),
+        stage_ids: j.stage_ids.clone(),
+        job_group: j.job_group.clone(),
+        job_tags: j.job_tags.clone(),
+        status: j.status.as_str(),
+        num_tasks: j.num_tasks,
+        num_active_tasks: j.active_tasks,
+        num_completed_tasks: j.completed_tasks,
+        num_skipped_tasks: j.skipped_tasks,
+        num_failed_tasks: j.failed_tasks,
+        num_killed_tasks: j.killed_tasks,
+        num_completed_indices: j.completed_indices.len() as i64,
+        num_active_stages: j.active_stages,
+        num_completed_stages: j.completed_stages.len() as i64,
+        num_skipped_stages: j.skipped_stages.len() as i64,
+        num_failed_stages: j.failed_stages,
+        killed_tasks_summary: Ordered(j.killed_summary.clone()),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryMetrics {
+    pub used_on_heap_storage_memory: i64,
+    pub used_off_heap_storage_memory: i64,
+    pub total_on_heap_storage_memory: i64,
+    pub total_off_heap_storage_memory: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutorSummary {
+    pub id: String,
+    pub host_port: String,
+    pub is_active: bool,
+    pub rdd_blocks: i64,
+    pub memory_used: i64,
+    pub disk_used: i64,
+    pub total_cores: i64,
+    pub max_tasks: i64,
+    pub active_tasks: i64,
+    pub failed_tasks: i64,
+    pub completed_tasks: i64,
+    pub total_tasks: i64,
+    pub total_duration: i64,
+    #[serde(rename = "totalGCTime")]
+    pub total_gc_time: i64,
+    pub total_input_bytes: i64,
+    pub total_shuffle_read: i64,
+    pub total_shuffle_write: i64,
+    pub is_blacklisted: bool,
+    pub max_memory: i64,
+    pub add_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remove_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remove_reason: Option<String>,
+    pub executor_logs: Ordered<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_metrics: Option<MemoryMetrics>,
+    pub blacklisted_in_stages: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_memory_metrics: Option<Ordered<i64>>,
+    pub attributes: Ordered<String>,
+    pub resources: Value,
+    pub resource_profile_id: i64,
+    pub is_excluded: bool,
+    pub excluded_in_stages: Vec<i64>,
+}
+
+pub fn executor_summary(e: &Executor) -> ExecutorSummary {
+    ExecutorSummary {
+        id: e.id.clone(),
+        host_port: e.host_port.clone().or_else(|| e.host.clone()).unwrap_or_default(),
+        is_active: e.is_active,
+        rdd_blocks: 0,
+        memory_used: 0,
+        disk_used: 0,
+        total_cores: e.total_cores,
+        max_tasks: e.max_tasks,
+        active_tasks: e.active_tasks,
+        failed_tasks: e.failed_tasks,
+        completed_tasks: e.completed_tasks,
+        total_tasks: e.total_tasks,
+        total_duration: e.total_duration,
+        total_gc_time: e.total_gc_time,
+        total_input_bytes: e.total_input_bytes,
+        total_shuffle_read: e.total_shuffle_read,
+        total_shuffle_write: e.total_shuffle_write,
+        is_blacklisted: false,
+        max_memory: e.max_memory,
+        add_time: date(e.add_time),
+        remove_time: e.remove_time.map(date),
+        remove_reason: e.remove_reason.clone(),
+        executor_logs: Ordered(e.executor_logs.clone()),
+        memory_metrics: (e.total_on_heap >= 0).then(|| MemoryMetrics {
+            used_on_heap_storage_memory: 0,
+            used_off_heap_storage_memory: 0,
+            total_on_heap_storage_memory: e.total_on_heap,
+            total_off_heap_storage_memory: e.total_off_heap,
+        }),
+        blacklisted_in_stages: Vec::new(),
+        peak_memory_metrics: e.peak.as_ref().map(peak_map),
+        attributes: Ordered(e.attributes.clone()),
+        resources: e.resources.clone(),
+        resource_profile_id: e.resource_profile_id,
+        is_excluded: false,
+        excluded_in_stages: Vec::new(),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeInfo {
+    pub java_version: Option<String>,
+    pub java_home: Option<String>,
+    pub scala_version: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentInfo {
+    pub runtime: RuntimeInfo,
+    pub spark_properties: Vec<(String, String)>,
+    pub hadoop_properties: Vec<(String, String)>,
+    pub system_properties: Vec<(String, String)>,
+    pub metrics_properties: Vec<(String, String)>,
+    pub classpath_entries: Vec<(String, String)>,
+    pub resource_profiles: Vec<ResourceProfileInfo>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceProfileInfo {
+    pub id: i64,
+    pub executor_resources: Ordered<ExecutorResource>,
+    pub task_resources: Ordered<TaskResource>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutorResource {
+    pub resource_name: String,
+    pub amount: i64,
+    pub discovery_script: String,
+    pub vendor: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskResource {
+    pub resource_name: String,
+    pub amount: f64,
+}
+
+/// Spark keeps a resource profile's requests in a hash map; for the built-in names this is
+/// the order it prints them in.
+fn resource_rank(name: &str) -> usize {
+    ["memory", "offHeap", "cores", "pyspark.memory"]
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or(usize::MAX)
+}
+
+pub fn environment(env: &Environment, app: &crate::model::App) -> EnvironmentInfo {
+    let profiles = app
+        .resource_profiles
+        .iter()
+        .map(|p| {
+            let mut ex: Vec<(String, ExecutorResource)> = p
+                .executor
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                ExecutorResource {
+                                    resource_name: v["Resource Name"].as_str().unwrap_or(k).to_string(),
+                                    amount: v["Amount"].as_i64().unwrap_or(0),
+                                    discovery_script: v["Discovery Script"].as_str().unwrap_or("").to_string(),
+                                    vendor: v["Vendor"].as_str().unwrap_or("").to_string(),
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            ex.sort_by_key(|(k, _)| resource_rank(k));
+            let task = p
+                .task
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                TaskResource {
+                                    resource_name: v["Resource Name"].as_str().unwrap_or(k).to_string(),
+                                    amount: v["Amount"].as_f64().unwrap_or(0.0),
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            ResourceProfileInfo {
+                id: p.id,
+                executor_resources: Ordered(ex),
+                task_resources: Ordered(task),
+            }
+        })
+        .collect();
+    EnvironmentInfo {
+        runtime: RuntimeInfo {
+            java_version: env.java_version.clone(),
+            java_home: env.java_home.clone(),
+            scala_version: env.scala_version.clone(),
+        },
+        spark_properties: env.spark.clone(),
+        hadoop_properties: env.hadoop.clone(),
+        system_properties: env.system.clone(),
+        metrics_properties: env.metrics.clone(),
+        classpath_entries: env.classpath.clone(),
+        resource_profiles: profiles,
+    }
+}
+
+fn peak_map(p: &[i64; 23]) -> Ordered<i64> {
+    Ordered(
+        EXECUTOR_METRICS
+            .iter()
+            .zip(p.iter())
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+    )
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageData {
+    pub status: &'static str,
+    pub stage_id: i64,
+    pub attempt_id: i64,
+    pub num_tasks: i64,
+    pub num_active_tasks: i64,
+    pub num_complete_tasks: i64,
+    pub num_failed_tasks: i64,
+    pub num_killed_tasks: i64,
+    pub num_completed_indices: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submission_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_task_launched_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    pub executor_deserialize_time: i64,
+    pub executor_deserialize_cpu_time: i64,
+    pub executor_run_time: i64,
+    pub executor_cpu_time: i64,
+    pub result_size: i64,
+    pub jvm_gc_time: i64,
+    pub result_serialization_time: i64,
+    pub memory_bytes_spilled: i64,
+    pub disk_bytes_spilled: i64,
+    pub peak_execution_memory: i64,
+    pub input_bytes: i64,
+    pub input_records: i64,
+    pub output_bytes: i64,
+    pub output_records: i64,
+    pub shuffle_remote_blocks_fetched: i64,
+    pub shuffle_local_blocks_fetched: i64,
+    pub shuffle_fetch_wait_time: i64,
+    pub shuffle_remote_bytes_read: i64,
+    pub shuffle_remote_bytes_read_to_disk: i64,
+    pub shuffle_local_bytes_read: i64,
+    pub shuffle_read_bytes: i64,
+    pub shuffle_read_records: i64,
+    pub shuffle_corrupt_merged_block_chunks: i64,
+    pub shuffle_merged_fetch_fallback_count: i64,
+    pub shuffle_merged_remote_blocks_fetched: i64,
+    pub shuffle_merged_local_blocks_fetched: i64,
+    pub shuffle_merged_remote_chunks_fetched: i64,
+    pub shuffle_merged_local_chunks_fetched: i64,
+    pub shuffle_merged_remote_bytes_read: i64,
+    pub shuffle_merged_local_bytes_read: i64,
+    pub shuffle_remote_reqs_duration: i64,
+    pub shuffle_merged_remote_reqs_duration: i64,
+    pub shuffle_write_bytes: i64,
+    pub shuffle_write_time: i64,
+    pub shuffle_write_records: i64,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub details: String,
+    pub scheduling_pool: String,
+    pub rdd_ids: Vec<i64>,
+    pub accumulator_updates: Vec<()>,
+    pub killed_tasks_summary: Ordered<i64>,
+    pub resource_profile_id: i64,
+    pub peak_executor_metrics: Ordered<i64>,
+    pub is_shuffle_push_enabled: bool,
+    pub shuffle_mergers_count: i64,
+}
+
+pub fn stage_data(st: &Stage) -> StageData {
+    let v = &st.metrics.v;
+    StageData {
+        status: st.status.as_str(),
+        stage_id: st.stage_id,
+        attempt_id: st.attempt_id,
+        num_tasks: st.num_tasks,
+        num_active_tasks: st.active_tasks,
+        num_complete_tasks: st.completed_tasks,
+        num_failed_tasks: st.failed_tasks,
+        num_killed_tasks: st.killed_tasks,
+        num_completed_indices: st.completed_indices.len() as i64,
+        submission_time: st.submission_time.map(date),
+        first_task_launched_time: st.first_launch_time.map(date),
+        completion_time: st.completion_time.map(date),
+        failure_reason: st.failure_reason.clone(),
+        executor_deserialize_time: v[m::DESER_TIME],
+        executor_deserialize_cpu_time: v[m::DESER_CPU],
+        executor_run_time: v[m::RUN_TIME],
+        executor_cpu_time: v[m::CPU_TIME],
+        result_size: v[m::RESULT_SIZE],
+        jvm_gc_time: v[m::GC_TIME],
+        result_serialization_time: v[m::RESULT_SER],
+        memory_bytes_spilled: v[m::MEM_SPILL],
+        disk_bytes_spilled: v[m::DISK_SPILL],
+        peak_execution_memory: v[m::PEAK_EXEC_MEM],
+        input_bytes: v[m::INPUT_BYTES],
+        input_records: v[m::INPUT_RECORDS],
+        output_bytes: v[m::OUTPUT_BYTES],
+        output_records: v[m::OUTPUT_RECORDS],
+        shuffle_remote_blocks_fetched: v[m::SR_REMOTE_BLOCKS],
+        shuffle_local_blocks_fetched: v[m::SR_LOCAL_BLOCKS],
+        shuffle_fetch_wait_time: v[m::SR_FETCH_WAIT],
+        shuffle_remote_bytes_read: v[m::SR_REMOTE_BYTES],
+        shuffle_remote_bytes_read_to_disk: v[m::SR_REMOTE_TO_DISK],
+        shuffle_local_bytes_read: v[m::SR_LOCAL_BYTES],
+        shuffle_read_bytes: v[m::SR_LOCAL_BYTES] + v[m::SR_REMOTE_BYTES],
+        shuffle_read_records: v[m::SR_RECORDS],
+        shuffle_corrupt_merged_block_chunks: v[m::PUSH],
+        shuffle_merged_fetch_fallback_count: v[m::PUSH + 1],
+        shuffle_merged_remote_blocks_fetched: v[m::PUSH + 2],
+        shuffle_merged_local_blocks_fetched: v[m::PUSH + 3],
+        shuffle_merged_remote_chunks_fetched: v[m::PUSH + 4],
+        shuffle_merged_local_chunks_fetched: v[m::PUSH + 5],
+        shuffle_merged_remote_bytes_read: v[m::PUSH + 6],
+        shuffle_merged_local_bytes_read: v[m::PUSH + 7],
+        shuffle_remote_reqs_duration: v[m::SR_REMOTE_REQS_DURATION],
+        shuffle_merged_remote_reqs_duration: v[m::PUSH + 8],
+        shuffle_write_bytes: v[m::SHUFFLE_WRITE_BYTES],
+        shuffle_write_time: v[m::SHUFFLE_WRITE_TIME],
+        shuffle_write_records: v[m::SHUFFLE_WRITE_RECORDS],
+        name: st.name.clone(),
+        description: st.description.clone(),
+        details: st.details.clone(),
+        scheduling_pool: st.scheduling_pool.clone(),
+        rdd_ids: st.rdd_ids.clone(),
+        accumulator_updates: Vec::new(),
+        killed_tasks_summary: Ordered(st.killed_summary.clone()),
+        resource_profile_id: st.resource_profile_id,
+        peak_executor_metrics: peak_map(&st.peak),
+        is_shuffle_push_enabled: false,
+        shuffle_mergers_count: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_use_spark_format() {
+        assert_eq!(date(1795629768301), "2026-11-25T18:02:48.301GMT");
+        assert_eq!(date(-1), "1969-12-31T23:59:59.999GMT");
+    }
+
+    #[test]
+    fn layout_matches_jackson_pretty_printer() {
+        let v = serde_json::json!([{"a": 1, "b": [1, 2], "c": {}, "d": []}]);
+        let got = String::from_utf8(to_jackson(&v).unwrap()).unwrap();
+        assert_eq!(got, "[ {\n  \"a\" : 1,\n  \"b\" : [ 1, 2 ],\n  \"c\" : { },\n  \"d\" : [ ]\n} ]");
+    }
+}

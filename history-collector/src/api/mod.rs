@@ -1,0 +1,331 @@
+//! The History Server REST API (`/api/v1`), answering as Spark's History Server does:
+//! the same paths, query parameters, JSON field names and order, date format and status
+//! codes, computed from the replayed [`crate::model::App`]s in a [`Catalog`].
+
+pub mod catalog;
+pub mod json;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+pub use catalog::{Catalog, Entry};
+use json::*;
+
+use crate::model::JobStatus;
+
+/// The Spark version whose History Server this API mirrors (what `/version` reports).
+pub const SPARK_API_VERSION: &str = "4.3.0";
+
+/// The API and the UI over `event_log_dirs` (Spark's `spark.eventLog.dir`s), or, when there
+/// are none, over the copies ingest keeps in a `file://` store; rescanned every `every`
+/// until `stop`.
+pub fn service(
+    event_log_dirs: &[std::path::PathBuf],
+    storage_url: &str,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> Router {
+    let catalog = if !event_log_dirs.is_empty() {
+        Catalog::new(event_log_dirs.to_vec())
+    } else if let Some(path) = storage_url.strip_prefix("file://") {
+        Catalog::over_store(path.into())
+    } else {
+        tracing::warn!(storage = %storage_url, "the REST API and UI read only local event logs for now: pass --event-log-dir");
+        Catalog::default()
+    };
+    let catalog = Arc::new(catalog);
+    tokio::spawn(catalog.clone().run(every, stop));
+    router(catalog.clone()).merge(crate::ui::router(catalog))
+}
+
+/// The `/api/v1` routes.
+pub fn router(catalog: Arc<Catalog>) -> Router {
+    Router::new()
+        .route("/api/v1/version", get(version))
+        .route("/api/v1/applications", get(applications))
+        .route("/api/v1/applications/", get(applications))
+        .route("/api/v1/applications/{*rest}", get(per_app))
+        .with_state(catalog)
+}
+
+fn json_ok<T: serde::Serialize>(v: &T) -> Response {
+    match to_jackson(v) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn not_found(msg: String) -> Response {
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], msg).into_response()
+}
+
+fn bad_request(msg: String) -> Response {
+    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain")], msg).into_response()
+}
+
+async fn version() -> Response {
+    json_ok(&VersionInfo {
+        spark: SPARK_API_VERSION.into(),
+    })
+}
+
+/// Query parameters, repeatable, in order.
+fn params(q: &Option<String>) -> Vec<(String, String)> {
+    let Some(q) = q else { return Vec::new() };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |x: &str| {
+                percent_encoding::percent_decode_str(&x.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn param<'a>(ps: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    ps.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn param_all<'a>(ps: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    ps.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+}
+
+/// Spark's `SimpleDateParam`: `yyyy-MM-dd'T'HH:mm:ss.SSSz` or `yyyy-MM-dd` (GMT).
+fn parse_date(s: &str) -> Option<i64> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    if let Some(base) = s.strip_suffix("GMT") {
+        return NaiveDateTime::parse_from_str(base, "%Y-%m-%dT%H:%M:%S%.3f")
+            .ok()
+            .map(|t| t.and_utc().timestamp_millis());
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.3f%z") {
+        return Some(t.timestamp_millis());
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+}
+
+fn attempt_info(e: &Entry) -> AttemptInfo {
+    let a = &e.app;
+    let last = e.last_updated();
+    AttemptInfo {
+        attempt_id: a.attempt_id.clone(),
+        start_time: date(a.start_time),
+        end_time: date(a.end_time),
+        last_updated: date(last),
+        duration: if a.completed { a.end_time - a.start_time } else { 0 },
+        spark_user: a.spark_user.clone(),
+        completed: a.completed,
+        app_spark_version: a.spark_version.clone(),
+        start_time_epoch: a.start_time,
+        end_time_epoch: a.end_time,
+        last_updated_epoch: last,
+    }
+}
+
+fn app_info(id: &str, attempts: &[Arc<Entry>]) -> ApplicationInfo {
+    ApplicationInfo {
+        id: id.to_string(),
+        name: attempts.first().map(|e| e.app.name.clone()).unwrap_or_default(),
+        attempts: attempts.iter().map(|e| attempt_info(e)).collect(),
+    }
+}
+
+/// Applications grouped by id, ordered as Spark lists them (latest end time first).
+fn grouped(catalog: &Catalog) -> Vec<(String, Vec<Arc<Entry>>)> {
+    let mut ids: Vec<String> = catalog.entries().iter().filter_map(|e| e.app.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut out: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
+            let a = catalog.attempts(&id);
+            (id, a)
+        })
+        .collect();
+    out.sort_by(|(ia, a), (ib, b)| {
+        let ea = a.first().map(|e| e.app.end_time).unwrap_or(-1);
+        let eb = b.first().map(|e| e.app.end_time).unwrap_or(-1);
+        eb.cmp(&ea).then_with(|| ib.cmp(ia))
+    });
+    out
+}
+
+async fn applications(State(catalog): State<Arc<Catalog>>, RawQuery(q): RawQuery) -> Response {
+    let ps = params(&q);
+    let statuses = param_all(&ps, "status");
+    let (mut want_completed, mut want_running) = (statuses.is_empty(), statuses.is_empty());
+    for s in &statuses {
+        match s.to_ascii_lowercase().as_str() {
+            "completed" => want_completed = true,
+            "running" => want_running = true,
+            other => return bad_request(format!("unknown application status: {other}")),
+        }
+    }
+    let bound = |name: &str, default: i64| -> Result<i64, Response> {
+        match param(&ps, name) {
+            None => Ok(default),
+            Some(v) => parse_date(v).ok_or_else(|| bad_request(format!("Couldn't parse date: {v}"))),
+        }
+    };
+    let (min_date, max_date, min_end, max_end) = match (
+        bound("minDate", parse_date("2010-01-01").unwrap_or(0)),
+        bound("maxDate", parse_date("3000-01-01").unwrap_or(i64::MAX)),
+        bound("minEndDate", parse_date("2010-01-01").unwrap_or(0)),
+        bound("maxEndDate", parse_date("3000-01-01").unwrap_or(i64::MAX)),
+    ) {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return r,
+    };
+    let limit = match param(&ps, "limit").map(str::parse::<usize>) {
+        None => usize::MAX,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return bad_request("limit must be a number".into()),
+    };
+    let now = catalog::now_ms();
+    let mut out = Vec::new();
+    for (id, attempts) in grouped(&catalog) {
+        // as Spark: an application is running if its latest attempt is, and it is kept if
+        // any attempt falls in the date windows (a running one only if maxEndDate is ahead)
+        let running = attempts.first().map(|e| !e.app.completed).unwrap_or(true);
+        let status_ok = (running && want_running) || (!running && want_completed);
+        let in_range = attempts.iter().any(|e| {
+            let a = &e.app;
+            let start_ok = a.start_time >= min_date && a.start_time <= max_date;
+            let end_ok = if running {
+                max_end > now
+            } else {
+                a.end_time >= min_end && a.end_time <= max_end
+            };
+            start_ok && end_ok
+        });
+        if status_ok && in_range {
+            out.push(app_info(&id, &attempts));
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    json_ok(&out)
+}
+
+const SUBRESOURCES: [&str; 9] = [
+    "jobs",
+    "stages",
+    "executors",
+    "allexecutors",
+    "environment",
+    "storage",
+    "sql",
+    "logs",
+    "allmiscellaneousprocess",
+];
+
+async fn per_app(
+    State(catalog): State<Arc<Catalog>>,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let ps = params(&q);
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let Some((&app_id, tail)) = segs.split_first() else {
+        return not_found("unknown app: ".into());
+    };
+    let attempts = catalog.attempts(app_id);
+    if attempts.is_empty() {
+        return not_found(format!("unknown app: {app_id}"));
+    }
+    let (entry, sub) = match tail.first() {
+        None => return json_ok(&app_info(app_id, &attempts)),
+        Some(first) if SUBRESOURCES.contains(first) => (attempts[0].clone(), tail),
+        Some(attempt) => {
+            let Some(e) = attempts
+                .iter()
+                .find(|e| e.app.attempt_id.as_deref() == Some(*attempt))
+            else {
+                return not_found(format!("unknown app {app_id}, attempt {attempt}"));
+            };
+            if tail.len() == 1 {
+                return json_ok(&attempt_info(e));
+            }
+            (e.clone(), &tail[1..])
+        }
+    };
+    let app = &entry.app;
+    match sub {
+        ["jobs"] => {
+            let statuses = param_all(&ps, "status");
+            let mut wanted = Vec::new();
+            for s in statuses {
+                match s.to_ascii_uppercase().as_str() {
+                    "RUNNING" => wanted.push(JobStatus::Running),
+                    "SUCCEEDED" => wanted.push(JobStatus::Succeeded),
+                    "FAILED" => wanted.push(JobStatus::Failed),
+                    "UNKNOWN" => wanted.push(JobStatus::Unknown),
+                    other => return bad_request(format!("unknown job status: {other}")),
+                }
+            }
+            let jobs: Vec<JobData> = app
+                .jobs
+                .values()
+                .rev()
+                .filter(|j| wanted.is_empty() || wanted.contains(&j.status))
+                .map(job_data)
+                .collect();
+            json_ok(&jobs)
+        }
+        ["jobs", id] => match id.parse::<i64>().ok().and_then(|n| app.jobs.get(&n)) {
+            Some(j) => json_ok(&job_data(j)),
+            None => not_found(format!("unknown job: {id}")),
+        },
+        ["stages"] if param(&ps, "details").is_none_or(|d| d == "false")
+            && param(&ps, "withSummaries").is_none_or(|d| d == "false") =>
+        {
+            let statuses: Vec<String> = param_all(&ps, "status").iter().map(|s| s.to_ascii_uppercase()).collect();
+            for s in &statuses {
+                if !["ACTIVE", "COMPLETE", "FAILED", "PENDING", "SKIPPED"].contains(&s.as_str()) {
+                    return bad_request(format!("unknown stage status: {s}"));
+                }
+            }
+            let v: Vec<StageData> = app
+                .stages
+                .values()
+                .rev()
+                .filter(|st| statuses.is_empty() || statuses.iter().any(|s| s == st.status.as_str()))
+                .map(stage_data)
+                .collect();
+            json_ok(&v)
+        }
+        ["executors"] => {
+            let v: Vec<ExecutorSummary> = app
+                .executors
+                .values()
+                .filter(|e| e.is_active)
+                .map(executor_summary)
+                .collect();
+            json_ok(&v)
+        }
+        ["allexecutors"] => {
+            let v: Vec<ExecutorSummary> = app.executors.values().map(executor_summary).collect();
+            json_ok(&v)
+        }
+        ["environment"] => match &app.environment {
+            Some(env) => json_ok(&environment(env, app)),
+            None => not_found(format!("unknown app: {app_id}")),
+        },
+        ["storage", "rdd"] => json_ok(&Vec::<()>::new()),
+        ["storage", "rdd", id] => not_found(format!("unknown rdd: {id}")),
+        _ => not_found(format!("unknown resource: {rest}")),
+    }
+}

@@ -1,0 +1,821 @@
+//! The state of one application attempt, rebuilt by replaying its event log.
+//!
+//! This follows the bookkeeping of Spark's `AppStatusListener` as it runs inside the History
+//! Server (replay mode), so the counts it derives (tasks per job, stages per status, executor
+//! totals) are the ones Spark's REST API reports. Only aggregates and small per-entity
+//! records are kept; no log text is retained.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde_json::Value;
+
+use crate::eventlog::{self, LogSource, ReadStats};
+
+/// Executor memory metric names, in Spark's `ExecutorMetricType` order (what the REST API
+/// prints in `peakMemoryMetrics`).
+pub const EXECUTOR_METRICS: [&str; 23] = [
+    "JVMHeapMemory",
+    "JVMOffHeapMemory",
+    "OnHeapExecutionMemory",
+    "OffHeapExecutionMemory",
+    "OnHeapStorageMemory",
+    "OffHeapStorageMemory",
+    "OnHeapUnifiedMemory",
+    "OffHeapUnifiedMemory",
+    "DirectPoolMemory",
+    "MappedPoolMemory",
+    "ProcessTreeJVMVMemory",
+    "ProcessTreeJVMRSSMemory",
+    "ProcessTreePythonVMemory",
+    "ProcessTreePythonRSSMemory",
+    "ProcessTreeOtherVMemory",
+    "ProcessTreeOtherRSSMemory",
+    "MinorGCCount",
+    "MinorGCTime",
+    "MajorGCCount",
+    "MajorGCTime",
+    "TotalGCTime",
+    "ConcurrentGCCount",
+    "ConcurrentGCTime",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Running => "RUNNING",
+            JobStatus::Succeeded => "SUCCEEDED",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageStatus {
+    Active,
+    Complete,
+    Failed,
+    Pending,
+    Skipped,
+}
+
+impl StageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::Active => "ACTIVE",
+            StageStatus::Complete => "COMPLETE",
+            StageStatus::Failed => "FAILED",
+            StageStatus::Pending => "PENDING",
+            StageStatus::Skipped => "SKIPPED",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub submission_time: Option<i64>,
+    pub completion_time: Option<i64>,
+    pub stage_ids: Vec<i64>,
+    pub job_group: Option<String>,
+    pub job_tags: Vec<String>,
+    pub status: JobStatus,
+    pub num_tasks: i64,
+    pub active_tasks: i64,
+    pub completed_tasks: i64,
+    pub skipped_tasks: i64,
+    pub failed_tasks: i64,
+    pub killed_tasks: i64,
+    pub completed_indices: HashSet<(i64, i64)>,
+    pub active_stages: i64,
+    pub completed_stages: BTreeSet<i64>,
+    pub skipped_stages: BTreeSet<i64>,
+    pub failed_stages: i64,
+    pub killed_summary: Vec<(String, i64)>,
+    pub sql_execution_id: Option<i64>,
+    live: bool,
+}
+
+/// Sums of the task metrics Spark aggregates per stage.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub v: [i64; METRIC_COUNT],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics { v: [0; METRIC_COUNT] }
+    }
+}
+
+/// Task metric names as the event log spells them (under "Task Metrics"), flattened.
+pub const METRIC_COUNT: usize = 34;
+pub mod m {
+    pub const DESER_TIME: usize = 0;
+    pub const DESER_CPU: usize = 1;
+    pub const RUN_TIME: usize = 2;
+    pub const CPU_TIME: usize = 3;
+    pub const RESULT_SIZE: usize = 4;
+    pub const GC_TIME: usize = 5;
+    pub const RESULT_SER: usize = 6;
+    pub const MEM_SPILL: usize = 7;
+    pub const DISK_SPILL: usize = 8;
+    pub const PEAK_EXEC_MEM: usize = 9;
+    pub const INPUT_BYTES: usize = 10;
+    pub const INPUT_RECORDS: usize = 11;
+    pub const OUTPUT_BYTES: usize = 12;
+    pub const OUTPUT_RECORDS: usize = 13;
+    pub const SHUFFLE_WRITE_BYTES: usize = 14;
+    pub const SHUFFLE_WRITE_RECORDS: usize = 15;
+    pub const SHUFFLE_WRITE_TIME: usize = 16;
+    pub const SR_REMOTE_BLOCKS: usize = 17;
+    pub const SR_LOCAL_BLOCKS: usize = 18;
+    pub const SR_FETCH_WAIT: usize = 19;
+    pub const SR_REMOTE_BYTES: usize = 20;
+    pub const SR_REMOTE_TO_DISK: usize = 21;
+    pub const SR_LOCAL_BYTES: usize = 22;
+    pub const SR_RECORDS: usize = 23;
+    pub const SR_REMOTE_REQS_DURATION: usize = 24;
+    /// Push-based shuffle read metrics, in the event log's order.
+    pub const PUSH: usize = 25;
+    pub const PUSH_NAMES: [&str; 9] = [
+        "Corrupt Merged Block Chunks",
+        "Merged Fetch Fallback Count",
+        "Merged Remote Blocks Fetched",
+        "Merged Local Blocks Fetched",
+        "Merged Remote Chunks Fetched",
+        "Merged Local Chunks Fetched",
+        "Merged Remote Bytes Read",
+        "Merged Local Bytes Read",
+        "Merged Remote Requests Duration",
+    ];
+}
+
+#[derive(Clone, Debug)]
+pub struct Stage {
+    pub stage_id: i64,
+    pub attempt_id: i64,
+    pub status: StageStatus,
+    pub name: String,
+    pub details: String,
+    pub num_tasks: i64,
+    pub submission_time: Option<i64>,
+    pub completion_time: Option<i64>,
+    pub failure_reason: Option<String>,
+    pub description: Option<String>,
+    pub scheduling_pool: String,
+    pub rdd_ids: Vec<i64>,
+    pub job_ids: Vec<i64>,
+    pub active_tasks: i64,
+    pub completed_tasks: i64,
+    pub failed_tasks: i64,
+    pub killed_tasks: i64,
+    pub completed_indices: HashSet<i64>,
+    pub first_launch_time: Option<i64>,
+    pub killed_summary: Vec<(String, i64)>,
+    pub metrics: Metrics,
+    pub resource_profile_id: i64,
+    pub peak: [i64; 23],
+    live: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Executor {
+    pub id: String,
+    pub host: Option<String>,
+    pub host_port: Option<String>,
+    pub is_active: bool,
+    pub total_cores: i64,
+    pub max_tasks: i64,
+    pub active_tasks: i64,
+    pub failed_tasks: i64,
+    pub completed_tasks: i64,
+    pub total_tasks: i64,
+    pub total_duration: i64,
+    pub total_gc_time: i64,
+    pub total_input_bytes: i64,
+    pub total_shuffle_read: i64,
+    pub total_shuffle_write: i64,
+    pub max_memory: i64,
+    pub add_time: i64,
+    pub remove_time: Option<i64>,
+    pub remove_reason: Option<String>,
+    pub executor_logs: Vec<(String, String)>,
+    pub attributes: Vec<(String, String)>,
+    pub resources: Value,
+    pub resource_profile_id: i64,
+    pub total_on_heap: i64,
+    pub total_off_heap: i64,
+    pub peak: Option<[i64; 23]>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    pub java_version: Option<String>,
+    pub java_home: Option<String>,
+    pub scala_version: Option<String>,
+    pub spark: Vec<(String, String)>,
+    pub hadoop: Vec<(String, String)>,
+    pub system: Vec<(String, String)>,
+    pub metrics: Vec<(String, String)>,
+    pub classpath: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ResourceProfile {
+    pub id: i64,
+    pub executor: Value,
+    pub task: Value,
+}
+
+/// One application attempt.
+#[derive(Clone, Debug, Default)]
+pub struct App {
+    pub id: Option<String>,
+    pub name: String,
+    pub attempt_id: Option<String>,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub spark_user: String,
+    pub spark_version: String,
+    pub completed: bool,
+    pub jobs: BTreeMap<i64, Job>,
+    pub stages: BTreeMap<(i64, i64), Stage>,
+    pub executors: BTreeMap<String, Executor>,
+    pub environment: Option<Environment>,
+    pub resource_profiles: Vec<ResourceProfile>,
+    pub default_cpus_per_task: i64,
+    pub stats: ReadStats,
+    pub events: u64,
+}
+
+fn s(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+fn i(v: &Value, k: &str) -> Option<i64> {
+    let x = v.get(k)?;
+    x.as_i64().or_else(|| x.as_str().and_then(|t| t.parse().ok()))
+}
+
+fn pairs(v: Option<&Value>) -> Vec<(String, String)> {
+    match v {
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn prop<'a>(ev: &'a Value, key: &str) -> Option<&'a str> {
+    ev.get("Properties")?.get(key)?.as_str()
+}
+
+fn bump(summary: &mut Vec<(String, i64)>, reason: String) {
+    match summary.iter_mut().find(|(r, _)| *r == reason) {
+        Some((_, n)) => *n += 1,
+        None => summary.push((reason, 1)),
+    }
+}
+
+impl App {
+    /// Replays a whole log.
+    pub fn load(src: &LogSource) -> App {
+        let mut app = App {
+            end_time: -1,
+            default_cpus_per_task: 1,
+            ..App::default()
+        };
+        let stats = eventlog::replay(src, |ev| app.apply(&ev));
+        app.stats = stats;
+        app
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, ev: &Value) {
+        self.events += 1;
+        let Some(kind) = ev.get("Event").and_then(Value::as_str) else {
+            return;
+        };
+        match kind {
+            "SparkListenerLogStart" => {
+                self.spark_version = s(ev, "Spark Version").unwrap_or_default();
+            }
+            "SparkListenerApplicationStart" => {
+                self.id = s(ev, "App ID");
+                self.name = s(ev, "App Name").unwrap_or_default();
+                self.attempt_id = s(ev, "App Attempt ID");
+                self.start_time = i(ev, "Timestamp").unwrap_or(0);
+                self.spark_user = s(ev, "User").unwrap_or_default();
+                if let Some(logs) = ev.get("Driver Logs") {
+                    if let Some(d) = self.executors.get_mut("driver") {
+                        d.executor_logs = pairs(Some(logs));
+                        d.attributes = pairs(ev.get("Driver Attributes"));
+                    }
+                }
+            }
+            "SparkListenerApplicationEnd" => {
+                self.end_time = i(ev, "Timestamp").unwrap_or(0);
+                self.completed = true;
+            }
+            "SparkListenerEnvironmentUpdate" => {
+                let jvm = ev.get("JVM Information");
+                let g = |k: &str| jvm.and_then(|j| s(j, k));
+                let env = Environment {
+                    java_version: g("Java Version"),
+                    java_home: g("Java Home"),
+                    scala_version: g("Scala Version"),
+                    spark: pairs(ev.get("Spark Properties")),
+                    hadoop: pairs(ev.get("Hadoop Properties")),
+                    system: pairs(ev.get("System Properties")),
+                    metrics: pairs(ev.get("Metrics Properties")),
+                    classpath: pairs(ev.get("Classpath Entries")),
+                };
+                if let Some((_, v)) = env.spark.iter().find(|(k, _)| k == "spark.task.cpus") {
+                    self.default_cpus_per_task = v.parse().unwrap_or(1);
+                }
+                self.environment = Some(env);
+            }
+            "SparkListenerResourceProfileAdded" => {
+                self.resource_profiles.push(ResourceProfile {
+                    id: i(ev, "Resource Profile Id").unwrap_or(0),
+                    executor: ev.get("Executor Resource Requests").cloned().unwrap_or(Value::Null),
+                    task: ev.get("Task Resource Requests").cloned().unwrap_or(Value::Null),
+                });
+            }
+            "SparkListenerExecutorAdded" => self.executor_added(ev),
+            "SparkListenerExecutorRemoved" => {
+                if let Some(e) = s(ev, "Executor ID").and_then(|id| self.executors.get_mut(&id)) {
+                    e.is_active = false;
+                    e.remove_time = i(ev, "Timestamp");
+                    e.remove_reason = s(ev, "Removed Reason");
+                }
+            }
+            "SparkListenerBlockManagerAdded" => {
+                let Some(bm) = ev.get("Block Manager ID") else { return };
+                let Some(id) = s(bm, "Executor ID") else { return };
+                let time = i(ev, "Timestamp").unwrap_or(0);
+                let e = self.executor(&id, time);
+                if let (Some(h), Some(p)) = (s(bm, "Host"), i(bm, "Port")) {
+                    e.host_port = Some(format!("{h}:{p}"));
+                }
+                if let Some(on) = i(ev, "Maximum Onheap Memory") {
+                    e.total_on_heap = on;
+                    e.total_off_heap = i(ev, "Maximum Offheap Memory").unwrap_or(0);
+                }
+                e.is_active = true;
+                e.max_memory = i(ev, "Maximum Memory").unwrap_or(0);
+            }
+            "SparkListenerJobStart" => self.job_start(ev),
+            "SparkListenerJobEnd" => self.job_end(ev),
+            "SparkListenerStageSubmitted" => self.stage_submitted(ev),
+            "SparkListenerStageCompleted" => self.stage_completed(ev),
+            "SparkListenerTaskStart" => self.task_start(ev),
+            "SparkListenerTaskEnd" => self.task_end(ev),
+            "SparkListenerStageExecutorMetrics" => {
+                if let (Some(id), Some(m)) = (s(ev, "Executor ID"), ev.get("Executor Metrics")) {
+                    if let Some(e) = self.executors.get_mut(&id) {
+                        update_peak(&mut e.peak, m);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn executor(&mut self, id: &str, time: i64) -> &mut Executor {
+        self.executors.entry(id.to_string()).or_insert_with(|| Executor {
+            id: id.to_string(),
+            host: None,
+            host_port: None,
+            is_active: true,
+            total_cores: 0,
+            max_tasks: 0,
+            active_tasks: 0,
+            failed_tasks: 0,
+            completed_tasks: 0,
+            total_tasks: 0,
+            total_duration: 0,
+            total_gc_time: 0,
+            total_input_bytes: 0,
+            total_shuffle_read: 0,
+            total_shuffle_write: 0,
+            max_memory: 0,
+            add_time: time,
+            remove_time: None,
+            remove_reason: None,
+            executor_logs: Vec::new(),
+            attributes: Vec::new(),
+            resources: Value::Object(Default::default()),
+            resource_profile_id: 0,
+            total_on_heap: -1,
+            total_off_heap: 0,
+            peak: None,
+        })
+    }
+
+    fn executor_added(&mut self, ev: &Value) {
+        let Some(id) = s(ev, "Executor ID") else { return };
+        let time = i(ev, "Timestamp").unwrap_or(0);
+        let info = ev.get("Executor Info").cloned().unwrap_or(Value::Null);
+        let rp = i(&info, "Resource Profile Id").unwrap_or(0);
+        let cpus = self
+            .resource_profiles
+            .iter()
+            .find(|p| p.id == rp)
+            .and_then(|p| p.task.get("cpus"))
+            .and_then(|c| c.get("Amount"))
+            .and_then(Value::as_f64)
+            .map(|a| a as i64)
+            .unwrap_or(self.default_cpus_per_task)
+            .max(1);
+        let e = self.executor(&id, time);
+        e.host = s(&info, "Host");
+        e.is_active = true;
+        e.total_cores = i(&info, "Total Cores").unwrap_or(0);
+        e.max_tasks = e.total_cores / cpus;
+        e.executor_logs = pairs(info.get("Log Urls"));
+        e.attributes = pairs(info.get("Attributes"));
+        e.resources = info.get("Resources").cloned().unwrap_or(Value::Object(Default::default()));
+        e.resource_profile_id = rp;
+    }
+
+    fn stage_from_info(&mut self, info: &Value) -> Option<&mut Stage> {
+        let id = i(info, "Stage ID")?;
+        let attempt = i(info, "Stage Attempt ID").unwrap_or(0);
+        let st = self.stages.entry((id, attempt)).or_insert_with(|| Stage {
+            stage_id: id,
+            attempt_id: attempt,
+            status: StageStatus::Pending,
+            name: String::new(),
+            details: String::new(),
+            num_tasks: 0,
+            submission_time: None,
+            completion_time: None,
+            failure_reason: None,
+            description: None,
+            scheduling_pool: "default".into(),
+            rdd_ids: Vec::new(),
+            job_ids: Vec::new(),
+            active_tasks: 0,
+            completed_tasks: 0,
+            failed_tasks: 0,
+            killed_tasks: 0,
+            completed_indices: HashSet::new(),
+            first_launch_time: None,
+            killed_summary: Vec::new(),
+            metrics: Metrics::default(),
+            resource_profile_id: 0,
+            peak: [0; 23],
+            live: true,
+        });
+        st.name = s(info, "Stage Name").unwrap_or_default();
+        st.details = s(info, "Details").unwrap_or_default();
+        st.num_tasks = i(info, "Number of Tasks").unwrap_or(0);
+        st.submission_time = i(info, "Submission Time");
+        st.completion_time = i(info, "Completion Time");
+        st.failure_reason = s(info, "Failure Reason");
+        st.resource_profile_id = i(info, "Resource Profile Id").unwrap_or(0);
+        st.rdd_ids = info
+            .get("RDD Info")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|r| i(r, "RDD ID")).collect())
+            .unwrap_or_default();
+        Some(st)
+    }
+
+    fn job_start(&mut self, ev: &Value) {
+        let Some(id) = i(ev, "Job ID") else { return };
+        let infos: Vec<Value> = ev
+            .get("Stage Infos")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let num_tasks = infos
+            .iter()
+            .filter(|si| si.get("Completion Time").is_none())
+            .filter_map(|si| i(si, "Number of Tasks"))
+            .sum();
+        let name = infos
+            .iter()
+            .max_by_key(|si| i(si, "Stage ID").unwrap_or(i64::MIN))
+            .and_then(|si| s(si, "Stage Name"))
+            .unwrap_or_default();
+        let mut tags: Vec<String> = prop(ev, "spark.job.tags")
+            .map(|t| t.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        tags.sort();
+        tags.dedup();
+        let time = i(ev, "Submission Time").unwrap_or(-1);
+        let job = Job {
+            id,
+            name,
+            description: prop(ev, "spark.job.description").map(str::to_string),
+            submission_time: (time > 0).then_some(time),
+            completion_time: None,
+            stage_ids: ev
+                .get("Stage IDs")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default(),
+            job_group: prop(ev, "spark.jobGroup.id").map(str::to_string),
+            job_tags: tags,
+            status: JobStatus::Running,
+            num_tasks,
+            active_tasks: 0,
+            completed_tasks: 0,
+            skipped_tasks: 0,
+            failed_tasks: 0,
+            killed_tasks: 0,
+            completed_indices: HashSet::new(),
+            active_stages: 0,
+            completed_stages: BTreeSet::new(),
+            skipped_stages: BTreeSet::new(),
+            failed_stages: 0,
+            killed_summary: Vec::new(),
+            sql_execution_id: prop(ev, "spark.sql.execution.id").and_then(|x| x.parse().ok()),
+            live: true,
+        };
+        self.jobs.insert(id, job);
+        for si in &infos {
+            if let Some(st) = self.stage_from_info(si) {
+                if !st.job_ids.contains(&id) {
+                    st.job_ids.push(id);
+                }
+            }
+        }
+    }
+
+    fn job_end(&mut self, ev: &Value) {
+        let Some(id) = i(ev, "Job ID") else { return };
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        if !job.live {
+            return;
+        }
+        job.live = false;
+        // pending stages of the job are now known to be skipped
+        for st in self.stages.values_mut() {
+            if st.live && job.stage_ids.contains(&st.stage_id) && st.status == StageStatus::Pending {
+                st.status = StageStatus::Skipped;
+                st.live = false;
+                job.skipped_stages.insert(st.stage_id);
+                job.skipped_tasks += st.num_tasks;
+                job.active_stages -= 1;
+            }
+        }
+        let ok = ev
+            .get("Job Result")
+            .and_then(|r| r.get("Result"))
+            .and_then(Value::as_str)
+            == Some("JobSucceeded");
+        job.status = if ok { JobStatus::Succeeded } else { JobStatus::Failed };
+        let time = i(ev, "Completion Time").unwrap_or(-1);
+        job.completion_time = (time > 0).then_some(time);
+    }
+
+    fn live_jobs_of(&self, stage_id: i64) -> Vec<i64> {
+        self.jobs
+            .values()
+            .filter(|j| j.live && j.stage_ids.contains(&stage_id))
+            .map(|j| j.id)
+            .collect()
+    }
+
+    fn stage_submitted(&mut self, ev: &Value) {
+        let Some(info) = ev.get("Stage Info") else { return };
+        let Some(stage_id) = i(info, "Stage ID") else { return };
+        let jobs = self.live_jobs_of(stage_id);
+        let pool = prop(ev, "spark.scheduler.pool").unwrap_or("default").to_string();
+        let desc = prop(ev, "spark.job.description").map(str::to_string);
+        let Some(st) = self.stage_from_info(info) else { return };
+        st.status = StageStatus::Active;
+        st.live = true;
+        st.scheduling_pool = pool;
+        st.description = desc;
+        st.job_ids = jobs.clone();
+        for j in jobs {
+            if let Some(job) = self.jobs.get_mut(&j) {
+                job.completed_stages.remove(&stage_id);
+                job.active_stages += 1;
+            }
+        }
+    }
+
+    fn stage_completed(&mut self, ev: &Value) {
+        let Some(info) = ev.get("Stage Info") else { return };
+        let (Some(id), attempt) = (i(info, "Stage ID"), i(info, "Stage Attempt ID").unwrap_or(0)) else {
+            return;
+        };
+        match self.stages.get(&(id, attempt)) {
+            Some(st) if st.live => {}
+            _ => return,
+        }
+        let Some(st) = self.stage_from_info(info) else { return };
+        st.status = if st.failure_reason.is_some() {
+            StageStatus::Failed
+        } else if st.submission_time.is_some() {
+            StageStatus::Complete
+        } else {
+            StageStatus::Skipped
+        };
+        let status = st.status;
+        let num_tasks = st.num_tasks;
+        if st.active_tasks == 0 {
+            st.live = false;
+        }
+        let jobs = st.job_ids.clone();
+        for j in jobs {
+            let Some(job) = self.jobs.get_mut(&j) else { continue };
+            match status {
+                StageStatus::Complete => {
+                    job.completed_stages.insert(id);
+                }
+                StageStatus::Skipped => {
+                    job.skipped_stages.insert(id);
+                    job.skipped_tasks += num_tasks;
+                }
+                _ => job.failed_stages += 1,
+            }
+            job.active_stages -= 1;
+        }
+    }
+
+    fn task_start(&mut self, ev: &Value) {
+        let Some(info) = ev.get("Task Info") else { return };
+        let sid = i(ev, "Stage ID").unwrap_or(-1);
+        let att = i(ev, "Stage Attempt ID").unwrap_or(0);
+        let launch = i(info, "Launch Time").unwrap_or(0);
+        if let Some(st) = self.stages.get_mut(&(sid, att)).filter(|s| s.live) {
+            st.active_tasks += 1;
+            st.first_launch_time = Some(st.first_launch_time.map_or(launch, |f| f.min(launch)));
+            for j in &st.job_ids {
+                if let Some(job) = self.jobs.get_mut(j) {
+                    job.active_tasks += 1;
+                }
+            }
+        }
+        if let Some(e) = s(info, "Executor ID").and_then(|id| self.executors.get_mut(&id)) {
+            if e.is_active {
+                e.active_tasks += 1;
+                e.total_tasks += 1;
+            }
+        }
+    }
+
+    fn task_end(&mut self, ev: &Value) {
+        let Some(info) = ev.get("Task Info") else { return };
+        let sid = i(ev, "Stage ID").unwrap_or(-1);
+        let att = i(ev, "Stage Attempt ID").unwrap_or(0);
+        let reason = ev.get("Task End Reason").cloned().unwrap_or(Value::Null);
+        let kind = s(&reason, "Reason").unwrap_or_default();
+        let (done, failed, killed) = match kind.as_str() {
+            "Success" => (1, 0, 0),
+            "TaskKilled" | "TaskCommitDenied" => (0, 0, 1),
+            _ => (0, 1, 0),
+        };
+        let killed_reason = match kind.as_str() {
+            "TaskKilled" => Some(s(&reason, "Kill Reason").unwrap_or_else(|| "unknown reason".into())),
+            "TaskCommitDenied" => Some(format!(
+                "TaskCommitDenied (Driver denied task commit) for job: {}, partition: {}, attemptNumber: {}",
+                i(&reason, "Job ID").unwrap_or(-1),
+                i(&reason, "Partition ID").unwrap_or(-1),
+                i(&reason, "Attempt Number").unwrap_or(-1)
+            )),
+            _ => None,
+        };
+        let index = i(info, "Index").unwrap_or(0);
+        let metrics = ev.get("Task Metrics").filter(|m| !m.is_null());
+        let delta = metrics.map(task_metrics);
+        if let Some(st) = self.stages.get_mut(&(sid, att)).filter(|s| s.live) {
+            if let Some(d) = &delta {
+                for (a, b) in st.metrics.v.iter_mut().zip(d.v.iter()) {
+                    *a += b;
+                }
+            }
+            st.active_tasks -= 1;
+            st.completed_tasks += done;
+            if done > 0 {
+                st.completed_indices.insert(index);
+            }
+            st.failed_tasks += failed;
+            st.killed_tasks += killed;
+            if let Some(r) = &killed_reason {
+                bump(&mut st.killed_summary, r.clone());
+            }
+            if let Some(tm) = ev.get("Task Executor Metrics") {
+                let mut p = Some(st.peak);
+                update_peak(&mut p, tm);
+                if let Some(p) = p {
+                    st.peak = p;
+                }
+            }
+            if st.active_tasks == 0 && matches!(st.status, StageStatus::Complete | StageStatus::Failed) {
+                st.live = false;
+            }
+            for j in &st.job_ids {
+                if let Some(job) = self.jobs.get_mut(j) {
+                    job.active_tasks -= 1;
+                    job.completed_tasks += done;
+                    if done > 0 {
+                        job.completed_indices.insert((sid, index));
+                    }
+                    job.failed_tasks += failed;
+                    job.killed_tasks += killed;
+                    if let Some(r) = &killed_reason {
+                        bump(&mut job.killed_summary, r.clone());
+                    }
+                }
+            }
+        }
+        if let Some(e) = s(info, "Executor ID").and_then(|id| self.executors.get_mut(&id)) {
+            if e.is_active {
+                e.active_tasks -= 1;
+                e.completed_tasks += done;
+                e.failed_tasks += failed;
+                let launch = i(info, "Launch Time").unwrap_or(0);
+                let finish = i(info, "Finish Time").unwrap_or(0);
+                e.total_duration += if finish > 0 { finish - launch } else { 0 };
+                if kind != "Resubmitted" {
+                    if let (Some(d), Some(m)) = (&delta, metrics) {
+                        let read = m.get("Shuffle Read Metrics");
+                        let r = |k: &str| read.and_then(|x| i(x, k)).unwrap_or(0);
+                        e.total_gc_time += d.v[m::GC_TIME];
+                        e.total_input_bytes += d.v[m::INPUT_BYTES];
+                        e.total_shuffle_read += r("Local Bytes Read") + r("Remote Bytes Read");
+                        e.total_shuffle_write += d.v[m::SHUFFLE_WRITE_BYTES];
+                    }
+                }
+                if let Some(tm) = ev.get("Task Executor Metrics") {
+                    update_peak(&mut e.peak, tm);
+                }
+            }
+        }
+    }
+}
+
+fn update_peak(peak: &mut Option<[i64; 23]>, m: &Value) {
+    let mut any = false;
+    let p = peak.get_or_insert([0; 23]);
+    for (k, name) in EXECUTOR_METRICS.iter().enumerate() {
+        if let Some(v) = i(m, name) {
+            any |= v != 0;
+            if v > p[k] {
+                p[k] = v;
+            }
+        }
+    }
+    if !any && p.iter().all(|v| *v == 0) {
+        *peak = None;
+    }
+}
+
+fn task_metrics(tm: &Value) -> Metrics {
+    let g = |k: &str| i(tm, k).unwrap_or(0);
+    let input = tm.get("Input Metrics");
+    let output = tm.get("Output Metrics");
+    let write = tm.get("Shuffle Write Metrics");
+    let sub = |o: Option<&Value>, k: &str| o.and_then(|x| i(x, k)).unwrap_or(0);
+    let mut v = [0; METRIC_COUNT];
+    v[m::DESER_TIME] = g("Executor Deserialize Time");
+    v[m::DESER_CPU] = g("Executor Deserialize CPU Time");
+    v[m::RUN_TIME] = g("Executor Run Time");
+    v[m::CPU_TIME] = g("Executor CPU Time");
+    v[m::RESULT_SIZE] = g("Result Size");
+    v[m::GC_TIME] = g("JVM GC Time");
+    v[m::RESULT_SER] = g("Result Serialization Time");
+    v[m::MEM_SPILL] = g("Memory Bytes Spilled");
+    v[m::DISK_SPILL] = g("Disk Bytes Spilled");
+    v[m::PEAK_EXEC_MEM] = g("Peak Execution Memory");
+    v[m::INPUT_BYTES] = sub(input, "Bytes Read");
+    v[m::INPUT_RECORDS] = sub(input, "Records Read");
+    v[m::OUTPUT_BYTES] = sub(output, "Bytes Written");
+    v[m::OUTPUT_RECORDS] = sub(output, "Records Written");
+    v[m::SHUFFLE_WRITE_BYTES] = sub(write, "Shuffle Bytes Written");
+    v[m::SHUFFLE_WRITE_RECORDS] = sub(write, "Shuffle Records Written");
+    v[m::SHUFFLE_WRITE_TIME] = sub(write, "Shuffle Write Time");
+    let read = tm.get("Shuffle Read Metrics");
+    v[m::SR_REMOTE_BLOCKS] = sub(read, "Remote Blocks Fetched");
+    v[m::SR_LOCAL_BLOCKS] = sub(read, "Local Blocks Fetched");
+    v[m::SR_FETCH_WAIT] = sub(read, "Fetch Wait Time");
+    v[m::SR_REMOTE_BYTES] = sub(read, "Remote Bytes Read");
+    v[m::SR_REMOTE_TO_DISK] = sub(read, "Remote Bytes Read To Disk");
+    v[m::SR_LOCAL_BYTES] = sub(read, "Local Bytes Read");
+    v[m::SR_RECORDS] = sub(read, "Total Records Read");
+    v[m::SR_REMOTE_REQS_DURATION] = sub(read, "Remote Requests Duration");
+    let push = read.and_then(|r| r.get("Push Based Shuffle"));
+    for (k, name) in m::PUSH_NAMES.iter().enumerate() {
+        v[m::PUSH + k] = sub(push, name);
+    }
+    Metrics { v }
+}
