@@ -1,0 +1,158 @@
+//! The agent (`history-collector agent`): a sidecar beside the driver that tails the local
+//! event-log dir (an emptyDir shared with the driver) and streams appended bytes to the
+//! collector over gRPC. It keeps no state of its own: after a restart of either side it asks
+//! the collector how much is stored and resumes there, and the collector drops resent bytes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures::StreamExt;
+use sidecars_common::config::parse_duration;
+use sidecars_common::{CommonArgs, Shutdown};
+use sidecars_proto::history::event_log_ingest_client::EventLogIngestClient;
+use sidecars_proto::history::{AppendChunk, FileRef};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+use tonic::transport::{Channel, Endpoint};
+
+use super::layout::Stored;
+use super::tail::{Sink, TailMetrics, Tailer};
+
+/// Streams a driver's event logs to the collector.
+#[derive(clap::Parser, Debug)]
+#[command(name = "history-collector agent", version, about)]
+pub struct AgentArgs {
+    /// The directory the driver writes event logs to (spark.eventLog.dir); repeatable.
+    #[arg(
+        long = "event-log-dir",
+        env = "HISTORY_AGENT_EVENT_LOG_DIR",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub event_log_dirs: Vec<PathBuf>,
+    /// The collector's URL, e.g. http://history-collector:18080.
+    #[arg(long, env = "HISTORY_AGENT_COLLECTOR")]
+    pub collector: String,
+    /// How often the directories are scanned.
+    #[arg(long, env = "HISTORY_AGENT_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Data bytes per gRPC message.
+const CHUNK: usize = 256 * 1024;
+
+/// A sink that sends to the collector.
+#[derive(Clone)]
+pub struct RemoteSink {
+    client: EventLogIngestClient<Channel>,
+}
+
+impl RemoteSink {
+    /// Connects lazily: the agent starts (and keeps tailing) while the collector is down.
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let ep = Endpoint::from_shared(url.to_string())
+            .with_context(|| format!("invalid --collector URL {url}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_keepalive(Some(Duration::from_secs(30)));
+        Ok(Self {
+            client: EventLogIngestClient::new(ep.connect_lazy())
+                .max_decoding_message_size(16 << 20),
+        })
+    }
+}
+
+fn file_ref(log: &str, rel: &str) -> FileRef {
+    FileRef {
+        log_name: log.to_string(),
+        relative_path: rel.to_string(),
+    }
+}
+
+#[async_trait]
+impl Sink for RemoteSink {
+    async fn stored(&self, log: &str, rel: &str) -> anyhow::Result<Stored> {
+        let r = self
+            .client
+            .clone()
+            .resume(file_ref(log, rel))
+            .await?
+            .into_inner();
+        Ok(Stored {
+            len: r.length,
+            complete: r.complete,
+        })
+    }
+
+    async fn append(
+        &self,
+        log: &str,
+        rel: &str,
+        offset: u64,
+        len: u64,
+        file: std::fs::File,
+        complete: bool,
+    ) -> anyhow::Result<()> {
+        let mut f = tokio::fs::File::from_std(file);
+        f.seek(std::io::SeekFrom::Start(offset)).await?;
+        let header = AppendChunk {
+            file: Some(file_ref(log, rel)),
+            offset,
+            length: len,
+            complete,
+            data: Default::default(),
+        };
+        let data = ReaderStream::with_capacity(f.take(len), CHUNK).scan((), |_, r| {
+            futures::future::ready(match r {
+                Ok(data) => Some(AppendChunk {
+                    data: data.into(),
+                    ..Default::default()
+                }),
+                Err(e) => {
+                    // ending the stream early makes the collector refuse the short range
+                    tracing::warn!(error = %e, "reading the event-log file failed mid-send");
+                    None
+                }
+            })
+        });
+        let msgs = futures::stream::once(async move { header }).chain(data);
+        let ack = self.client.clone().append(msgs).await?.into_inner();
+        anyhow::ensure!(
+            ack.length >= offset + len,
+            "collector stored {} bytes of {rel}, expected {}",
+            ack.length,
+            offset + len
+        );
+        Ok(())
+    }
+
+    async fn remove(&self, log: &str, rel: &str) -> anyhow::Result<()> {
+        self.client.clone().remove(file_ref(log, rel)).await?;
+        Ok(())
+    }
+}
+
+/// Runs the agent until SIGTERM, then makes a last pass so the driver's final bytes are sent.
+pub async fn main(args: AgentArgs) -> anyhow::Result<()> {
+    sidecars_common::telemetry::init(&args.common)?;
+    let shutdown = Shutdown::new(args.common.shutdown_timeout);
+    shutdown.listen_for_signals();
+    let sink = Arc::new(RemoteSink::new(&args.collector)?);
+    tracing::info!(collector = %args.collector, dirs = ?args.event_log_dirs, "history agent started");
+    let mut tailer = Tailer::new(args.event_log_dirs, sink, TailMetrics::default());
+    let stop = shutdown.token();
+    loop {
+        tailer.poll_once().await;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(args.poll_interval) => {}
+        }
+    }
+    // bounded by the shutdown deadline: a dead collector must not keep the pod alive
+    let _ = tokio::time::timeout(args.common.shutdown_timeout, tailer.poll_once()).await;
+    Ok(())
+}

@@ -1,0 +1,522 @@
+//! The stored form of growing files (see the layout in the [`super`] module docs): the write
+//! side (append a part, merge parts, complete, remove) and the read side (list applications
+//! and their files, open a logical file as one byte stream).
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use sidecars_common::objstore::{ObjectMeta, ObjectStore, Reader, StoreError};
+use tokio::io::AsyncReadExt;
+use tokio_util::io::{ReaderStream, StreamReader};
+
+/// Prefix of complete event-log copies.
+pub const EVENTLOGS: &str = "eventlogs";
+/// Prefix of complete pod-log copies.
+pub const PODLOGS: &str = "podlogs";
+/// Prefix of in-progress parts.
+pub const PARTS: &str = "parts";
+
+/// Errors of the stored-file operations; each names the key involved.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("append to {key} at offset {offset}, but {stored} bytes are stored")]
+    OffsetMismatch {
+        key: String,
+        offset: u64,
+        stored: u64,
+    },
+    #[error(
+        "append to {key} at offset {offset}: expected {expected} bytes, the source gave {got}"
+    )]
+    ShortBody {
+        key: String,
+        offset: u64,
+        expected: u64,
+        got: u64,
+    },
+    #[error("invalid name {name:?}: {reason}")]
+    BadName { name: String, reason: &'static str },
+}
+
+pub type Result<T, E = LayoutError> = std::result::Result<T, E>;
+
+/// What is stored of one logical file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Bytes stored, a prefix of the source.
+    pub len: u64,
+    /// The file is stored as one complete object (its source will not grow).
+    pub complete: bool,
+}
+
+/// One logical file of an application's event log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFile {
+    /// Path relative to the event-log dir, as Spark named it.
+    pub rel: String,
+    pub len: u64,
+    pub complete: bool,
+}
+
+/// Key of a stored event-log file.
+pub fn eventlog_key(log: &str, rel: &str) -> String {
+    format!("{EVENTLOGS}/{log}/{rel}")
+}
+
+/// Key of a stored pod log.
+pub fn podlog_key(app: &str, executor: &str, container: &str) -> String {
+    format!("{PODLOGS}/{app}/{executor}/{container}.log")
+}
+
+fn parts_prefix(key: &str) -> String {
+    format!("{PARTS}/{key}/")
+}
+
+fn part_key(key: &str, offset: u64) -> String {
+    format!("{PARTS}/{key}/{offset:020}")
+}
+
+/// A part: start offset and size.
+#[derive(Clone, Debug)]
+struct Part {
+    key: String,
+    start: u64,
+    size: u64,
+}
+
+/// Logical files in an object store.
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl LogStore {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    async fn head_opt(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        match self.store.head(key).await {
+            Ok(m) => Ok(Some(m)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn parts(&self, key: &str) -> Result<Vec<Part>> {
+        let prefix = parts_prefix(key);
+        let mut parts: Vec<Part> = self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.key.strip_prefix(&prefix)?;
+                if name.len() != 20 || name.contains('/') {
+                    return None;
+                }
+                let start = name.parse().ok()?;
+                Some(Part {
+                    key: m.key,
+                    start,
+                    size: m.size,
+                })
+            })
+            .collect();
+        parts.sort_by_key(|p| (p.start, std::cmp::Reverse(p.size)));
+        Ok(parts)
+    }
+
+    /// The contiguous run of parts from offset 0, as (part, bytes of it to skip), and its end.
+    fn contiguous(parts: &[Part]) -> (Vec<(Part, u64)>, u64) {
+        let mut end = 0u64;
+        let mut run = Vec::new();
+        for p in parts {
+            if p.start > end {
+                break;
+            }
+            let p_end = p.start + p.size;
+            if p_end <= end {
+                continue;
+            }
+            run.push((p.clone(), end - p.start));
+            end = p_end;
+        }
+        (run, end)
+    }
+
+    /// What is stored of the logical file `key`.
+    pub async fn stored(&self, key: &str) -> Result<Stored> {
+        if let Some(m) = self.head_opt(key).await? {
+            return Ok(Stored {
+                len: m.size,
+                complete: true,
+            });
+        }
+        let parts = self.parts(key).await?;
+        Ok(Stored {
+            len: Self::contiguous(&parts).1,
+            complete: false,
+        })
+    }
+
+    /// Stores `len` bytes read from `body` as the bytes of `key` from `offset`, which must be
+    /// where the stored bytes end. The body must give exactly `len` bytes, or nothing is kept.
+    /// Returns the new stored length.
+    pub async fn append(&self, key: &str, offset: u64, len: u64, body: Reader) -> Result<u64> {
+        let parts = self.parts(key).await?;
+        let (_, end) = Self::contiguous(&parts);
+        if end != offset {
+            return Err(LayoutError::OffsetMismatch {
+                key: key.into(),
+                offset,
+                stored: end,
+            });
+        }
+        if len == 0 {
+            return Ok(end);
+        }
+        let pk = part_key(key, offset);
+        let meta = self.store.put(&pk, Box::pin(body.take(len))).await?;
+        if meta.size != len {
+            let _ = self.store.delete(&pk).await;
+            return Err(LayoutError::ShortBody {
+                key: key.into(),
+                offset,
+                expected: len,
+                got: meta.size,
+            });
+        }
+        let mut run: Vec<Part> = Self::contiguous(&parts)
+            .0
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        run.push(Part {
+            key: pk,
+            start: offset,
+            size: len,
+        });
+        self.merge(key, run).await?;
+        Ok(offset + len)
+    }
+
+    /// Keeps the number of parts logarithmic in the file size: like a binary counter, the
+    /// last two parts merge while the earlier is no larger than the later, so each byte is
+    /// rewritten O(log n) times.
+    async fn merge(&self, key: &str, mut run: Vec<Part>) -> Result<()> {
+        while run.len() >= 2 {
+            let n = run.len();
+            let (a, b) = (&run[n - 2], &run[n - 1]);
+            let a_len = b.start - a.start;
+            if a_len > b.size {
+                break;
+            }
+            let merged_size = b.start + b.size - a.start;
+            let body = self
+                .read_range(key, a.start, merged_size, &run[n - 2..])
+                .await?;
+            let meta = self.store.put(&a.key, body).await?;
+            if meta.size != merged_size {
+                return Err(LayoutError::ShortBody {
+                    key: a.key.clone(),
+                    offset: a.start,
+                    expected: merged_size,
+                    got: meta.size,
+                });
+            }
+            self.store.delete(&b.key).await?;
+            run.pop();
+            if let Some(last) = run.last_mut() {
+                last.size = merged_size;
+            }
+        }
+        Ok(())
+    }
+
+    /// A reader over `len` bytes from `start`, composed from `parts` (which cover them).
+    async fn read_range(&self, _key: &str, start: u64, len: u64, parts: &[Part]) -> Result<Reader> {
+        let mut pos = start;
+        let end = start + len;
+        let mut pieces = Vec::new();
+        for p in parts {
+            let p_end = p.start + p.size;
+            if p_end <= pos || p.start > pos {
+                continue;
+            }
+            let take_end = p_end.min(end);
+            pieces.push((p.key.clone(), (pos - p.start)..(take_end - p.start)));
+            pos = take_end;
+            if pos >= end {
+                break;
+            }
+        }
+        Ok(self.concat(pieces))
+    }
+
+    /// Lazily concatenates object ranges into one reader.
+    fn concat(&self, pieces: Vec<(String, std::ops::Range<u64>)>) -> Reader {
+        let store = self.store.clone();
+        let stream = futures::stream::iter(pieces)
+            .then(move |(key, range)| {
+                let store = store.clone();
+                async move {
+                    let got = store
+                        .get(&key, Some(range))
+                        .await
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                    Ok::<_, io::Error>(ReaderStream::new(got.body))
+                }
+            })
+            .try_flatten();
+        Box::pin(StreamReader::new(stream))
+    }
+
+    /// Makes the stored bytes of `key` one complete object and drops its parts.
+    pub async fn complete(&self, key: &str) -> Result<()> {
+        if self.head_opt(key).await?.is_some() {
+            return self.drop_parts(key).await;
+        }
+        let parts = self.parts(key).await?;
+        let (run, len) = Self::contiguous(&parts);
+        let plain: Vec<Part> = run.into_iter().map(|(p, _)| p).collect();
+        let body = self.read_range(key, 0, len, &plain).await?;
+        let meta = self.store.put(key, body).await?;
+        if meta.size != len {
+            let _ = self.store.delete(key).await;
+            return Err(LayoutError::ShortBody {
+                key: key.into(),
+                offset: 0,
+                expected: len,
+                got: meta.size,
+            });
+        }
+        self.drop_parts(key).await
+    }
+
+    /// Stores a whole file as one complete object (no parts), from `body` of `len` bytes.
+    pub async fn put_complete(&self, key: &str, len: u64, body: Reader) -> Result<()> {
+        let meta = self.store.put(key, Box::pin(body.take(len))).await?;
+        if meta.size != len {
+            let _ = self.store.delete(key).await;
+            return Err(LayoutError::ShortBody {
+                key: key.into(),
+                offset: 0,
+                expected: len,
+                got: meta.size,
+            });
+        }
+        self.drop_parts(key).await
+    }
+
+    async fn drop_parts(&self, key: &str) -> Result<()> {
+        for p in self.parts(key).await? {
+            self.store.delete(&p.key).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a logical file, complete or not.
+    pub async fn remove(&self, key: &str) -> Result<()> {
+        self.store.delete(key).await?;
+        self.drop_parts(key).await
+    }
+
+    /// Opens a logical file: its stored length and a stream of its bytes.
+    pub async fn open(&self, key: &str) -> Result<(u64, Reader)> {
+        match self.store.get(key, None).await {
+            Ok(got) => return Ok((got.meta.size, got.body)),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let parts = self.parts(key).await?;
+        let (run, len) = Self::contiguous(&parts);
+        if run.is_empty() {
+            return Err(StoreError::NotFound {
+                url: self.store.object_url(key),
+            }
+            .into());
+        }
+        let pieces = run
+            .into_iter()
+            .map(|(p, skip)| (p.key, skip..p.size))
+            .collect();
+        Ok((len, self.concat(pieces)))
+    }
+
+    /// Reads a whole (small) logical file into memory.
+    pub async fn read_all(&self, key: &str) -> Result<Bytes> {
+        let (len, mut body) = self.open(key).await?;
+        let mut buf = Vec::with_capacity(len.min(64 << 20) as usize);
+        body.read_to_end(&mut buf)
+            .await
+            .map_err(|source| StoreError::Io {
+                url: self.store.object_url(key),
+                source,
+            })?;
+        Ok(buf.into())
+    }
+
+    /// Logical files under `prefix` (a key prefix ending in `/`), complete or in progress,
+    /// as (key relative to `prefix`, length, complete), sorted.
+    async fn logical_under(&self, prefix: &str) -> Result<Vec<LogFile>> {
+        let mut out = std::collections::BTreeMap::new();
+        for m in self.store.list(prefix).await? {
+            if let Some(rel) = m.key.strip_prefix(prefix) {
+                out.insert(
+                    rel.to_string(),
+                    LogFile {
+                        rel: rel.to_string(),
+                        len: m.size,
+                        complete: true,
+                    },
+                );
+            }
+        }
+        let pp = format!("{PARTS}/{prefix}");
+        let mut partial: std::collections::BTreeSet<String> = Default::default();
+        for m in self.store.list(&pp).await? {
+            if let Some(rest) = m.key.strip_prefix(&pp) {
+                if let Some((rel, _offset)) = rest.rsplit_once('/') {
+                    partial.insert(rel.to_string());
+                }
+            }
+        }
+        for rel in partial {
+            if out.contains_key(&rel) {
+                continue;
+            }
+            let key = format!("{prefix}{rel}");
+            let st = self.stored(&key).await?;
+            if st.len > 0 {
+                out.insert(
+                    rel.clone(),
+                    LogFile {
+                        rel,
+                        len: st.len,
+                        complete: false,
+                    },
+                );
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Every log name (`<appId>[_<attemptId>]`) with a stored event log, sorted.
+    pub async fn list_logs(&self) -> Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        for prefix in [format!("{EVENTLOGS}/"), format!("{PARTS}/{EVENTLOGS}/")] {
+            for m in self.store.list(&prefix).await? {
+                if let Some(rest) = m.key.strip_prefix(&prefix) {
+                    if let Some((log, _)) = rest.split_once('/') {
+                        names.insert(log.to_string());
+                    }
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// The files of one event log (relative paths as Spark wrote them), sorted.
+    pub async fn list_files(&self, log: &str) -> Result<Vec<LogFile>> {
+        check_component(log)?;
+        self.logical_under(&format!("{EVENTLOGS}/{log}/")).await
+    }
+
+    /// Opens one event-log file by log name and relative path.
+    pub async fn open_eventlog(&self, log: &str, rel: &str) -> Result<(u64, Reader)> {
+        check_component(log)?;
+        self.open(&eventlog_key(log, rel)).await
+    }
+
+    /// The stored pod logs of an application, as `<executorId>/<container>.log`.
+    pub async fn list_podlogs(&self, app: &str) -> Result<Vec<LogFile>> {
+        check_component(app)?;
+        self.logical_under(&format!("{PODLOGS}/{app}/")).await
+    }
+}
+
+/// Refuses names that could escape their place in a key.
+pub fn check_component(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(LayoutError::BadName {
+            name: name.into(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.contains('/') || name.contains('\0') {
+        return bad("contains `/` or NUL");
+    }
+    if name == "." || name == ".." || name.starts_with('.') {
+        return bad("starts with `.`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(b: &'static [u8]) -> Reader {
+        Box::pin(std::io::Cursor::new(b))
+    }
+
+    #[tokio::test]
+    async fn append_merge_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sidecars_common::objstore::open(
+            &format!("file://{}", dir.path().display()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let ls = LogStore::new(store);
+        let key = eventlog_key("app-1", "app-1.inprogress");
+        let mut expect = Vec::new();
+        let mut off = 0;
+        for i in 0..37u8 {
+            let chunk: &'static [u8] =
+                Box::leak(vec![b'a' + (i % 26); (i as usize % 5) + 1].into_boxed_slice());
+            off = ls
+                .append(&key, off, chunk.len() as u64, reader(chunk))
+                .await
+                .unwrap();
+            expect.extend_from_slice(chunk);
+            assert_eq!(ls.read_all(&key).await.unwrap(), expect);
+        }
+        assert!(ls.parts(&key).await.unwrap().len() <= 7);
+        // a wrong offset is refused
+        assert!(matches!(
+            ls.append(&key, 1, 1, reader(b"x")).await,
+            Err(LayoutError::OffsetMismatch { .. })
+        ));
+        // a short body stores nothing
+        assert!(ls.append(&key, off, 10, reader(b"abc")).await.is_err());
+        assert_eq!(ls.stored(&key).await.unwrap().len, off);
+        assert_eq!(ls.list_logs().await.unwrap(), vec!["app-1".to_string()]);
+        let files = ls.list_files("app-1").await.unwrap();
+        assert_eq!(files.len(), 1);
+        assert!(!files[0].complete);
+        ls.complete(&key).await.unwrap();
+        assert_eq!(
+            ls.stored(&key).await.unwrap(),
+            Stored {
+                len: off,
+                complete: true
+            }
+        );
+        assert_eq!(ls.read_all(&key).await.unwrap(), expect);
+        assert!(ls.parts(&key).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,238 @@
+//! Helpers shared by the ingest integration tests: start the real collector binary, read
+//! the object-store layout straight from disk, wait for conditions.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_history-collector");
+
+/// A free loopback port (bound and released; the race is harmless in practice).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A running daemon, killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait for daemon")
+    }
+}
+
+/// Starts the collector on a free port and waits until /readyz answers.
+pub fn start_collector(args: &[&str]) -> Daemon {
+    start_collector_on(free_port(), args)
+}
+
+pub fn start_collector_on(port: u16, args: &[&str]) -> Daemon {
+    let child = Command::new(BIN)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--log-level",
+            "debug",
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start history-collector");
+    let d = Daemon { child, port };
+    wait_until(Duration::from_secs(30), "collector ready", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    d
+}
+
+/// Polls `cond` every 100 ms until true, or panics after `timeout` naming `what`.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every file under `dir`, by `/`-separated relative path.
+pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(data) = std::fs::read(&p) {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, data);
+            }
+        }
+    }
+    out
+}
+
+/// Source event-log files Spark wrote (skipping Hadoop's `.crc` side files).
+pub fn source_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(dir)
+        .into_iter()
+        .filter(|(k, _)| !k.rsplit('/').next().unwrap_or("").starts_with('.'))
+        .collect()
+}
+
+/// The log name a source path is stored under.
+pub fn log_name(rel: &str) -> String {
+    let name = match rel.split_once('/') {
+        Some((dir, _)) => return dir.trim_start_matches("eventlog_v2_").to_string(),
+        None => rel,
+    };
+    let name = name.trim_end_matches(".inprogress");
+    for c in [".lz4", ".lzf", ".snappy", ".zstd"] {
+        if let Some(s) = name.strip_suffix(c) {
+            return s.to_string();
+        }
+    }
+    name.to_string()
+}
+
+/// A logical file as the layout stores it: the complete object, or the contiguous parts.
+pub fn stored(store: &Path, key: &str) -> Option<Vec<u8>> {
+    if let Ok(d) = std::fs::read(store.join(key)) {
+        return Some(d);
+    }
+    let pdir = store.join("parts").join(key);
+    let mut parts: Vec<(u64, Vec<u8>)> = std::fs::read_dir(&pdir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let off: u64 = e.file_name().to_str()?.parse().ok()?;
+            Some((off, std::fs::read(e.path()).ok()?))
+        })
+        .collect();
+    parts.sort_by_key(|(o, d)| (*o, std::cmp::Reverse(d.len())));
+    let mut out = Vec::new();
+    for (off, data) in parts {
+        let off = off as usize;
+        if off > out.len() {
+            break;
+        }
+        if off + data.len() > out.len() {
+            out.extend_from_slice(&data[out.len() - off..]);
+        }
+    }
+    Some(out)
+}
+
+/// Stored copy of a source file.
+pub fn stored_eventlog(store: &Path, rel: &str) -> Option<Vec<u8>> {
+    stored(store, &format!("eventlogs/{}/{rel}", log_name(rel)))
+}
+
+/// Complete stored event-log files, by path relative to the event-log dir.
+pub fn stored_complete(store: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(&store.join("eventlogs"))
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.split_once('/')?.1.to_string(), v)))
+        .collect()
+}
+
+/// Differences between source and stored copies, for assertion messages (empty: equal).
+pub fn mismatches(src: &Path, store: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (rel, data) in source_files(src) {
+        match stored_eventlog(store, &rel) {
+            None => out.push(format!("{rel}: not stored")),
+            Some(s) if s != data => out.push(format!(
+                "{rel}: stored {} bytes, source {}",
+                s.len(),
+                data.len()
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Runs a Python script with the given interpreter env var (e.g. SPARK35_PYTHON) in its own
+/// process group, returning the child and a reader over its stdout lines.
+pub fn spawn_python(env_var: &str, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::os::unix::process::CommandExt;
+    let python = std::env::var(env_var).unwrap_or_else(|_| {
+        panic!("{env_var} is not set: run scripts/test.sh, or eval \"$(bash scripts/install-test-tools.sh --print-env)\"")
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ingest_spark_job.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start python");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            eprintln!("spark: {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a line starting with `prefix`; panics on timeout or EOF.
+pub fn expect_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    prefix: &str,
+    timeout: Duration,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.starts_with(prefix) => return l,
+            Ok(_) => {}
+            Err(e) => panic!("no {prefix:?} line from the Spark job: {e}"),
+        }
+    }
+}
+
+/// SIGKILLs a whole process group (the Python driver and its JVM).
+pub fn kill9_group(child: &mut Child) {
+    let pg = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-KILL", "--", &pg]).status();
+    let _ = child.wait();
+}
