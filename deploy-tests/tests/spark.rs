@@ -1,0 +1,206 @@
+//! deploy/spark/: the pod templates parse as Pods with no unknown field, and the settings in
+//! spark-defaults.conf agree with the templates and with the services in deploy/.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Pod;
+use sidecars_deploy_tests::manifest::{self, Object};
+use sidecars_deploy_tests::{daemon, deploy, repo_root, workspace};
+
+fn spark_dir() -> PathBuf {
+    repo_root().join("deploy/spark")
+}
+
+fn template(name: &str) -> Pod {
+    let path = spark_dir().join(name);
+    let docs = manifest::read_documents(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(docs.len(), 1, "{name}: one Pod");
+    match manifest::parse_strict(&docs[0], &path.display().to_string()) {
+        Ok(Object::Pod(p)) => p,
+        Ok(o) => panic!("{name} is a {}, not a Pod", o.kind()),
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+fn spark_defaults() -> BTreeMap<String, String> {
+    let path = spark_dir().join("spark-defaults.conf");
+    let text = std::fs::read_to_string(&path).expect("spark-defaults.conf");
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let (k, v) = l
+            .split_once(char::is_whitespace)
+            .unwrap_or_else(|| panic!("spark-defaults.conf:{}: `{l}` has no value", i + 1));
+        assert!(
+            k.starts_with("spark."),
+            "spark-defaults.conf:{}: {k}",
+            i + 1
+        );
+        assert!(
+            out.insert(k.to_string(), v.trim().to_string()).is_none(),
+            "{k} set twice"
+        );
+    }
+    out
+}
+
+#[test]
+fn pod_templates_are_strict_pods() {
+    for e in std::fs::read_dir(spark_dir()).expect("deploy/spark") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            template(&p.file_name().unwrap().to_string_lossy());
+        }
+    }
+}
+
+#[test]
+fn executor_template_puts_executors_on_the_node_network() {
+    let pod = template("executor-pod-template.yaml");
+    let spec = pod.spec.expect("spec");
+    assert_eq!(spec.host_network, Some(true));
+    assert_eq!(spec.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+    assert_eq!(spec.containers[0].name, "spark-kubernetes-executor");
+    let conf = spark_defaults();
+    assert_eq!(conf["spark.shuffle.service.enabled"], "true");
+    assert_eq!(conf["spark.dynamicAllocation.enabled"], "true");
+    assert_eq!(
+        conf["spark.kubernetes.executor.volumes.hostPath.spark-local-dir-1.options.type"],
+        "Directory",
+        "executors must not create the dir the DaemonSet prepares"
+    );
+    for (key, file) in [
+        (
+            "spark.kubernetes.driver.podTemplateFile",
+            "driver-pod-template.yaml",
+        ),
+        (
+            "spark.kubernetes.executor.podTemplateFile",
+            "executor-pod-template.yaml",
+        ),
+    ] {
+        assert_eq!(conf[key], format!("deploy/spark/{file}"), "{key}");
+        assert!(repo_root().join(&conf[key]).is_file(), "{key}");
+    }
+}
+
+#[test]
+fn driver_template_streams_the_event_log_to_the_collector() {
+    let pod = template("driver-pod-template.yaml");
+    let spec = pod.spec.expect("spec");
+    let conf = spark_defaults();
+    assert_eq!(conf["spark.eventLog.enabled"], "true");
+    let dir = conf["spark.eventLog.dir"]
+        .strip_prefix("file://")
+        .expect("spark.eventLog.dir is a local path")
+        .to_string();
+    let driver = &spec.containers[0];
+    assert_eq!(driver.name, "spark-kubernetes-driver");
+    let volume_at = |c: &k8s_openapi::api::core::v1::Container| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == dir)
+            .map(|m| m.name.clone())
+    };
+    let vol = volume_at(driver).expect("the driver mounts the event-log dir");
+    let agent = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == "history-agent")
+        .expect("history-agent sidecar");
+    assert_eq!(
+        agent.restart_policy.as_deref(),
+        Some("Always"),
+        "a native sidecar"
+    );
+    assert_eq!(
+        volume_at(agent),
+        Some(vol.clone()),
+        "the agent sees the same volume"
+    );
+    let v = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == vol)
+        .expect("volume");
+    assert!(v.empty_dir.is_some());
+
+    // the agent's image is the collector's, tagged with the workspace version
+    let meta = workspace::metadata().unwrap_or_else(|e| panic!("{e:#}"));
+    let version = &meta.package("history-collector").expect("package").version;
+    assert_eq!(
+        agent.image.as_deref(),
+        Some(format!("spark-sidecars/history-collector:{version}").as_str())
+    );
+
+    // its arguments are accepted by the real binary
+    let args = agent.args.clone().unwrap_or_default();
+    assert_eq!(args.first().map(String::as_str), Some("agent"));
+    let bin = daemon::bin_path("history-collector").unwrap_or_else(|e| panic!("{e:#}"));
+    let mut with_help = args.clone();
+    with_help.push("--help".into());
+    let out = daemon::run(&bin, &with_help).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        out.status.success(),
+        "history-collector {} is refused:\n{}",
+        with_help.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| panic!("agent has no {flag}"))
+    };
+    assert_eq!(value("--event-log-dir"), dir);
+    assert_eq!(
+        value("--collector"),
+        collector_url(),
+        "the agent sends to the collector Service"
+    );
+}
+
+/// http://<service>.<namespace>.svc:<port> of the history-collector in deploy/.
+fn collector_url() -> String {
+    let objects = deploy::rendered().unwrap_or_else(|e| panic!("{e:#}"));
+    let svc = objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Service(s) if s.metadata.name.as_deref() == Some("history-collector") => {
+                Some(s.clone())
+            }
+            _ => None,
+        })
+        .expect("history-collector Service");
+    let port = svc
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|p| p.first().map(|p| p.port))
+        .expect("port");
+    let ns = svc.metadata.namespace.expect("namespace");
+    format!("http://history-collector.{ns}.svc:{port}")
+}
+
+#[test]
+fn log_links_point_at_the_collector() {
+    let conf = spark_defaults();
+    let base = collector_url();
+    let exec = &conf["spark.executorEnv.SPARK_LOG_URL_STDOUT"];
+    assert_eq!(
+        exec,
+        &format!("{base}/logs/$(SPARK_APPLICATION_ID)/$(SPARK_EXECUTOR_ID)/stdout")
+    );
+    let driver = &conf["spark.kubernetes.driverEnv.SPARK_DRIVER_LOG_URL_STDOUT"];
+    assert_eq!(
+        driver,
+        &format!("{base}/logs/$(SPARK_APPLICATION_ID)/driver/stdout")
+    );
+}
