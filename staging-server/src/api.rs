@@ -209,13 +209,15 @@ async fn upload(
                 }
                 owner = Some(o);
             }
-            other => return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
                     "unexpected multipart part `{}` (expected `resources` and `resourcesOwner`)",
                     other.unwrap_or("")
                 ),
-            )),
+                ))
+            }
         }
     }
     let Some((_, files)) = received else {

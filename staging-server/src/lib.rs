@@ -1,7 +1,7 @@
 //! The Resource Staging Server and its client, `spark-stage`.
 //!
 //! Server side: [`api`] (HTTP routes), [`store`] (bundle layout in the object store),
-//! [`bundle`] (tar.gz rules shared with the client), [`secrets`], [`cleaner`], [`metrics`],
+//! [`bundle`] (tar.gz rules shared with the client), [`secrets`], [`cleaner`], [`owners`] (the pod watch), [`metrics`],
 //! [`server`] (settings and wiring). Client side: [`client`] (upload, fetch) and [`submit`]
 //! (spark-submit argument rewriting and pod templates).
 
@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod cleaner;
 pub mod client;
 pub mod metrics;
+pub mod owners;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -61,6 +61,8 @@ pub struct Args {
     #[command(flatten)]
     pub s3: S3Options,
     #[command(flatten)]
+    pub kube: sidecars_common::kube::KubeArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -110,7 +112,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         owner_grace: args.owner_grace,
         orphan_grace: args.orphan_grace,
     };
-    let cleaner = Cleaner::new(bundles, policy, None, metrics);
+    let owners: Option<Arc<dyn crate::cleaner::OwnerPods>> = match args.kube.client().await? {
+        Some(client) => {
+            tracing::info!(namespaces = ?args.kube.namespaces, "watching pods to tie used bundles to their owners");
+            Some(Arc::new(crate::owners::PodView::watch(
+                client,
+                args.kube.namespaces.clone(),
+                shutdown.token(),
+            )))
+        }
+        None => {
+            tracing::info!("no Kubernetes configured: used bundles live until --max-age");
+            None
+        }
+    };
+    let cleaner = Cleaner::new(bundles, policy, owners, metrics);
     tokio::spawn(cleaner.run(args.cleanup_interval, shutdown.token()));
 
     let addr = SocketAddr::new(args.bind, args.port);
