@@ -13,6 +13,8 @@ use crate::model::App;
 #[derive(Debug)]
 pub struct Entry {
     pub source: LogSource,
+    /// The directory the log was found in, as a URI (`file:/dir`).
+    pub dir_uri: String,
     pub app: App,
     /// When the replay finished (ms since the epoch): Spark reports this as the last update
     /// of an application that is still running.
@@ -110,6 +112,7 @@ impl Catalog {
                 }
                 let entry = Arc::new(Entry {
                     source: src,
+                    dir_uri: format!("file:{}", dir.display()),
                     app,
                     loaded_ms: now_ms(),
                 });

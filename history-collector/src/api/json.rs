@@ -54,7 +54,11 @@ impl serde_json::ser::Formatter for JacksonFormatter {
         self.nonempty.pop();
         w.write_all(b" ]")
     }
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if let Some(last) = self.nonempty.last_mut() {
             *last = true;
         }
@@ -77,7 +81,11 @@ impl serde_json::ser::Formatter for JacksonFormatter {
             w.write_all(b" }")
         }
     }
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if let Some(last) = self.nonempty.last_mut() {
             *last = true;
         }
@@ -131,6 +139,10 @@ pub struct AttemptInfo {
     pub spark_user: String,
     pub completed: bool,
     pub app_spark_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    pub log_source_name: String,
+    pub log_source_full_path: String,
     pub start_time_epoch: i64,
     pub end_time_epoch: i64,
     pub last_updated_epoch: i64,
@@ -242,10 +254,18 @@ pub struct ExecutorSummary {
     pub excluded_in_stages: Vec<i64>,
 }
 
-pub fn executor_summary(e: &Executor) -> ExecutorSummary {
+/// `app_run_ms`: how long the application has run (to its end, or to the last update while
+/// it runs); the History Server reports that as the driver's task time, and the driver's
+/// GC time from its memory metrics.
+pub fn executor_summary(e: &Executor, app_run_ms: i64) -> ExecutorSummary {
+    let is_driver = e.id == "driver";
     ExecutorSummary {
         id: e.id.clone(),
-        host_port: e.host_port.clone().or_else(|| e.host.clone()).unwrap_or_default(),
+        host_port: e
+            .host_port
+            .clone()
+            .or_else(|| e.host.clone())
+            .unwrap_or_default(),
         is_active: e.is_active,
         rdd_blocks: 0,
         memory_used: 0,
@@ -256,8 +276,15 @@ pub fn executor_summary(e: &Executor) -> ExecutorSummary {
         failed_tasks: e.failed_tasks,
         completed_tasks: e.completed_tasks,
         total_tasks: e.total_tasks,
-        total_duration: e.total_duration,
-        total_gc_time: e.total_gc_time,
+        total_duration: if is_driver {
+            app_run_ms
+        } else {
+            e.total_duration
+        },
+        total_gc_time: match (is_driver, &e.peak) {
+            (true, Some(p)) => p[20],
+            _ => e.total_gc_time,
+        },
         total_input_bytes: e.total_input_bytes,
         total_shuffle_read: e.total_shuffle_read,
         total_shuffle_write: e.total_shuffle_write,
@@ -336,6 +363,36 @@ fn resource_rank(name: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// Spark's default `spark.redaction.regex`,
+/// `(?i)secret|password|token|access[.]?key|credential`, applied to keys and values.
+pub fn is_sensitive(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "token",
+        "accesskey",
+        "access.key",
+        "credential",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
+}
+
+const REDACTED: &str = "*********(redacted)";
+
+fn redact(kvs: &[(String, String)]) -> Vec<(String, String)> {
+    kvs.iter()
+        .map(|(k, v)| {
+            if is_sensitive(k) || is_sensitive(v) {
+                (k.clone(), REDACTED.to_string())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
 pub fn environment(env: &Environment, app: &crate::model::App) -> EnvironmentInfo {
     let profiles = app
         .resource_profiles
@@ -350,9 +407,15 @@ pub fn environment(env: &Environment, app: &crate::model::App) -> EnvironmentInf
                             (
                                 k.clone(),
                                 ExecutorResource {
-                                    resource_name: v["Resource Name"].as_str().unwrap_or(k).to_string(),
+                                    resource_name: v["Resource Name"]
+                                        .as_str()
+                                        .unwrap_or(k)
+                                        .to_string(),
                                     amount: v["Amount"].as_i64().unwrap_or(0),
-                                    discovery_script: v["Discovery Script"].as_str().unwrap_or("").to_string(),
+                                    discovery_script: v["Discovery Script"]
+                                        .as_str()
+                                        .unwrap_or("")
+                                        .to_string(),
                                     vendor: v["Vendor"].as_str().unwrap_or("").to_string(),
                                 },
                             )
@@ -370,7 +433,10 @@ pub fn environment(env: &Environment, app: &crate::model::App) -> EnvironmentInf
                             (
                                 k.clone(),
                                 TaskResource {
-                                    resource_name: v["Resource Name"].as_str().unwrap_or(k).to_string(),
+                                    resource_name: v["Resource Name"]
+                                        .as_str()
+                                        .unwrap_or(k)
+                                        .to_string(),
                                     amount: v["Amount"].as_f64().unwrap_or(0.0),
                                 },
                             )
@@ -391,10 +457,10 @@ pub fn environment(env: &Environment, app: &crate::model::App) -> EnvironmentInf
             java_home: env.java_home.clone(),
             scala_version: env.scala_version.clone(),
         },
-        spark_properties: env.spark.clone(),
-        hadoop_properties: env.hadoop.clone(),
-        system_properties: env.system.clone(),
-        metrics_properties: env.metrics.clone(),
+        spark_properties: redact(&env.spark),
+        hadoop_properties: redact(&env.hadoop),
+        system_properties: redact(&env.system),
+        metrics_properties: redact(&env.metrics),
         classpath_entries: env.classpath.clone(),
         resource_profiles: profiles,
     }
@@ -558,6 +624,9 @@ mod tests {
     fn layout_matches_jackson_pretty_printer() {
         let v = serde_json::json!([{"a": 1, "b": [1, 2], "c": {}, "d": []}]);
         let got = String::from_utf8(to_jackson(&v).unwrap()).unwrap();
-        assert_eq!(got, "[ {\n  \"a\" : 1,\n  \"b\" : [ 1, 2 ],\n  \"c\" : { },\n  \"d\" : [ ]\n} ]");
+        assert_eq!(
+            got,
+            "[ {\n  \"a\" : 1,\n  \"b\" : [ 1, 2 ],\n  \"c\" : { },\n  \"d\" : [ ]\n} ]"
+        );
     }
 }

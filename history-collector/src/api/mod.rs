@@ -61,11 +61,21 @@ fn json_ok<T: serde::Serialize>(v: &T) -> Response {
 }
 
 fn not_found(msg: String) -> Response {
-    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], msg).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain")],
+        msg,
+    )
+        .into_response()
 }
 
 fn bad_request(msg: String) -> Response {
-    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain")], msg).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "text/plain")],
+        msg,
+    )
+        .into_response()
 }
 
 async fn version() -> Response {
@@ -96,7 +106,10 @@ fn param<'a>(ps: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn param_all<'a>(ps: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    ps.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    ps.iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 /// Spark's `SimpleDateParam`: `yyyy-MM-dd'T'HH:mm:ss.SSSz` or `yyyy-MM-dd` (GMT).
@@ -124,10 +137,17 @@ fn attempt_info(e: &Entry) -> AttemptInfo {
         start_time: date(a.start_time),
         end_time: date(a.end_time),
         last_updated: date(last),
-        duration: if a.completed { a.end_time - a.start_time } else { 0 },
+        duration: if a.completed {
+            a.end_time - a.start_time
+        } else {
+            0
+        },
         spark_user: a.spark_user.clone(),
         completed: a.completed,
         app_spark_version: a.spark_version.clone(),
+        exit_code: a.exit_code,
+        log_source_name: e.dir_uri.clone(),
+        log_source_full_path: e.dir_uri.clone(),
         start_time_epoch: a.start_time,
         end_time_epoch: a.end_time,
         last_updated_epoch: last,
@@ -137,14 +157,21 @@ fn attempt_info(e: &Entry) -> AttemptInfo {
 fn app_info(id: &str, attempts: &[Arc<Entry>]) -> ApplicationInfo {
     ApplicationInfo {
         id: id.to_string(),
-        name: attempts.first().map(|e| e.app.name.clone()).unwrap_or_default(),
+        name: attempts
+            .first()
+            .map(|e| e.app.name.clone())
+            .unwrap_or_default(),
         attempts: attempts.iter().map(|e| attempt_info(e)).collect(),
     }
 }
 
 /// Applications grouped by id, ordered as Spark lists them (latest end time first).
 fn grouped(catalog: &Catalog) -> Vec<(String, Vec<Arc<Entry>>)> {
-    let mut ids: Vec<String> = catalog.entries().iter().filter_map(|e| e.app.id.clone()).collect();
+    let mut ids: Vec<String> = catalog
+        .entries()
+        .iter()
+        .filter_map(|e| e.app.id.clone())
+        .collect();
     ids.sort();
     ids.dedup();
     let mut out: Vec<_> = ids
@@ -176,7 +203,9 @@ async fn applications(State(catalog): State<Arc<Catalog>>, RawQuery(q): RawQuery
     let bound = |name: &str, default: i64| -> Result<i64, Response> {
         match param(&ps, name) {
             None => Ok(default),
-            Some(v) => parse_date(v).ok_or_else(|| bad_request(format!("Couldn't parse date: {v}"))),
+            Some(v) => {
+                parse_date(v).ok_or_else(|| bad_request(format!("Couldn't parse date: {v}")))
+            }
         }
     };
     let (min_date, max_date, min_end, max_end) = match (
@@ -244,7 +273,12 @@ async fn per_app(
     };
     let attempts = catalog.attempts(app_id);
     if attempts.is_empty() {
-        return not_found(format!("unknown app: {app_id}"));
+        // Spark words it differently for the application itself and for its parts
+        return not_found(if tail.is_empty() {
+            format!("unknown app: {app_id}")
+        } else {
+            format!("no such app: {app_id}")
+        });
     }
     let (entry, sub) = match tail.first() {
         None => return json_ok(&app_info(app_id, &attempts)),
@@ -263,6 +297,12 @@ async fn per_app(
         }
     };
     let app = &entry.app;
+    let run_ms = if app.completed {
+        app.end_time - app.start_time
+    } else {
+        entry.last_updated() - app.start_time
+    };
+    let executor_summary = |e: &crate::model::Executor| json::executor_summary(e, run_ms);
     match sub {
         ["jobs"] => {
             let statuses = param_all(&ps, "status");
@@ -289,10 +329,14 @@ async fn per_app(
             Some(j) => json_ok(&job_data(j)),
             None => not_found(format!("unknown job: {id}")),
         },
-        ["stages"] if param(&ps, "details").is_none_or(|d| d == "false")
-            && param(&ps, "withSummaries").is_none_or(|d| d == "false") =>
+        ["stages"]
+            if param(&ps, "details").is_none_or(|d| d == "false")
+                && param(&ps, "withSummaries").is_none_or(|d| d == "false") =>
         {
-            let statuses: Vec<String> = param_all(&ps, "status").iter().map(|s| s.to_ascii_uppercase()).collect();
+            let statuses: Vec<String> = param_all(&ps, "status")
+                .iter()
+                .map(|s| s.to_ascii_uppercase())
+                .collect();
             for s in &statuses {
                 if !["ACTIVE", "COMPLETE", "FAILED", "PENDING", "SKIPPED"].contains(&s.as_str()) {
                     return bad_request(format!("unknown stage status: {s}"));
@@ -302,7 +346,9 @@ async fn per_app(
                 .stages
                 .values()
                 .rev()
-                .filter(|st| statuses.is_empty() || statuses.iter().any(|s| s == st.status.as_str()))
+                .filter(|st| {
+                    statuses.is_empty() || statuses.iter().any(|s| s == st.status.as_str())
+                })
                 .map(stage_data)
                 .collect();
             json_ok(&v)

@@ -299,9 +299,15 @@ mod tests {
     fn codec_names_follow_spark() {
         assert_eq!(Codec::from_file_name("app-1.lz4.inprogress"), Codec::Lz4);
         assert_eq!(Codec::from_file_name("events_1_app.zstd"), Codec::Zstd);
-        assert_eq!(Codec::from_file_name("events_2_app.snappy.compact"), Codec::Snappy);
+        assert_eq!(
+            Codec::from_file_name("events_2_app.snappy.compact"),
+            Codec::Snappy
+        );
         assert_eq!(Codec::from_file_name("local-1700000000000"), Codec::None);
-        assert_eq!(Codec::from_file_name("local-1700000000000.inprogress"), Codec::None);
+        assert_eq!(
+            Codec::from_file_name("local-1700000000000.inprogress"),
+            Codec::None
+        );
         assert_eq!(Codec::from_file_name("x.lzf"), Codec::Lzf);
     }
 
@@ -342,7 +348,10 @@ mod tests {
             f.extend_from_slice(&(c.len() as u32).to_be_bytes());
             f.extend_from_slice(&c);
         }
-        assert_eq!(read_all(Codec::Snappy, &f).unwrap(), b"first line\nsecond line\n");
+        assert_eq!(
+            read_all(Codec::Snappy, &f).unwrap(),
+            b"first line\nsecond line\n"
+        );
         assert!(read_all(Codec::Snappy, b"garbage garbage garbage").is_err());
     }
 

@@ -61,7 +61,9 @@ pub fn scan_dir(dir: &Path) -> std::io::Result<Vec<LogSource>> {
                 match rolling_source(&path, &name) {
                     Ok(Some(src)) => out.push(src),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read rolling event log"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot read rolling event log")
+                    }
                 }
             }
         } else if meta.is_file() {
@@ -80,7 +82,11 @@ pub fn scan_dir(dir: &Path) -> std::io::Result<Vec<LogSource>> {
 
 /// The index `n` of an `events_<n>_<appId>...` file name.
 fn event_file_index(name: &str) -> Option<u64> {
-    name.strip_prefix("events_")?.split('_').next()?.parse().ok()
+    name.strip_prefix("events_")?
+        .split('_')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn rolling_source(dir: &Path, name: &str) -> std::io::Result<Option<LogSource>> {
@@ -145,7 +151,13 @@ pub fn replay(src: &LogSource, mut f: impl FnMut(serde_json::Value)) -> ReadStat
             }
         };
         let codec = Codec::from_file_name(&path.to_string_lossy());
-        replay_reader(codec, BufReader::with_capacity(256 << 10, file), path, &mut stats, &mut f);
+        replay_reader(
+            codec,
+            BufReader::with_capacity(256 << 10, file),
+            path,
+            &mut stats,
+            &mut f,
+        );
     }
     stats
 }
@@ -212,9 +224,13 @@ mod tests {
         let data = b"{\"Event\":\"A\"}\nnot json\n\n{\"Event\":\"B\"}\n{\"Event\":\"C\",\"x\":";
         let mut got = Vec::new();
         let mut stats = ReadStats::default();
-        replay_reader(Codec::None, &data[..], Path::new("t"), &mut stats, &mut |v| {
-            got.push(v["Event"].as_str().unwrap_or_default().to_string())
-        });
+        replay_reader(
+            Codec::None,
+            &data[..],
+            Path::new("t"),
+            &mut stats,
+            &mut |v| got.push(v["Event"].as_str().unwrap_or_default().to_string()),
+        );
         assert_eq!(got, ["A", "B"]);
         assert_eq!(stats.skipped, 2);
         assert_eq!(stats.lines, 4);
@@ -235,9 +251,16 @@ mod tests {
         std::fs::create_dir(d.join("eventlog_v2_empty")).unwrap();
         let found = scan_dir(d).unwrap();
         let names: Vec<_> = found.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["eventlog_v2_spark-3", "local-1", "local-2.lz4.inprogress"]);
+        assert_eq!(
+            names,
+            ["eventlog_v2_spark-3", "local-1", "local-2.lz4.inprogress"]
+        );
         assert!(found[0].in_progress && !found[1].in_progress && found[2].in_progress);
-        let files: Vec<_> = found[0].files.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+        let files: Vec<_> = found[0]
+            .files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
         assert_eq!(files, ["events_2_spark-3.zstd", "events_10_spark-3.zstd"]);
     }
 }

@@ -114,7 +114,9 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics { v: [0; METRIC_COUNT] }
+        Metrics {
+            v: [0; METRIC_COUNT],
+        }
     }
 }
 
@@ -249,6 +251,7 @@ pub struct App {
     pub spark_user: String,
     pub spark_version: String,
     pub completed: bool,
+    pub exit_code: Option<i64>,
     pub jobs: BTreeMap<i64, Job>,
     pub stages: BTreeMap<(i64, i64), Stage>,
     pub executors: BTreeMap<String, Executor>,
@@ -265,14 +268,22 @@ fn s(v: &Value, k: &str) -> Option<String> {
 
 fn i(v: &Value, k: &str) -> Option<i64> {
     let x = v.get(k)?;
-    x.as_i64().or_else(|| x.as_str().and_then(|t| t.parse().ok()))
+    x.as_i64()
+        .or_else(|| x.as_str().and_then(|t| t.parse().ok()))
 }
 
 fn pairs(v: Option<&Value>) -> Vec<(String, String)> {
     match v {
         Some(Value::Object(o)) => o
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect(),
         _ => Vec::new(),
     }
@@ -327,6 +338,7 @@ impl App {
             }
             "SparkListenerApplicationEnd" => {
                 self.end_time = i(ev, "Timestamp").unwrap_or(0);
+                self.exit_code = i(ev, "ExitCode");
                 self.completed = true;
             }
             "SparkListenerEnvironmentUpdate" => {
@@ -350,8 +362,14 @@ impl App {
             "SparkListenerResourceProfileAdded" => {
                 self.resource_profiles.push(ResourceProfile {
                     id: i(ev, "Resource Profile Id").unwrap_or(0),
-                    executor: ev.get("Executor Resource Requests").cloned().unwrap_or(Value::Null),
-                    task: ev.get("Task Resource Requests").cloned().unwrap_or(Value::Null),
+                    executor: ev
+                        .get("Executor Resource Requests")
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                    task: ev
+                        .get("Task Resource Requests")
+                        .cloned()
+                        .unwrap_or(Value::Null),
                 });
             }
             "SparkListenerExecutorAdded" => self.executor_added(ev),
@@ -363,8 +381,12 @@ impl App {
                 }
             }
             "SparkListenerBlockManagerAdded" => {
-                let Some(bm) = ev.get("Block Manager ID") else { return };
-                let Some(id) = s(bm, "Executor ID") else { return };
+                let Some(bm) = ev.get("Block Manager ID") else {
+                    return;
+                };
+                let Some(id) = s(bm, "Executor ID") else {
+                    return;
+                };
                 let time = i(ev, "Timestamp").unwrap_or(0);
                 let e = self.executor(&id, time);
                 if let (Some(h), Some(p)) = (s(bm, "Host"), i(bm, "Port")) {
@@ -395,38 +417,42 @@ impl App {
     }
 
     fn executor(&mut self, id: &str, time: i64) -> &mut Executor {
-        self.executors.entry(id.to_string()).or_insert_with(|| Executor {
-            id: id.to_string(),
-            host: None,
-            host_port: None,
-            is_active: true,
-            total_cores: 0,
-            max_tasks: 0,
-            active_tasks: 0,
-            failed_tasks: 0,
-            completed_tasks: 0,
-            total_tasks: 0,
-            total_duration: 0,
-            total_gc_time: 0,
-            total_input_bytes: 0,
-            total_shuffle_read: 0,
-            total_shuffle_write: 0,
-            max_memory: 0,
-            add_time: time,
-            remove_time: None,
-            remove_reason: None,
-            executor_logs: Vec::new(),
-            attributes: Vec::new(),
-            resources: Value::Object(Default::default()),
-            resource_profile_id: 0,
-            total_on_heap: -1,
-            total_off_heap: 0,
-            peak: None,
-        })
+        self.executors
+            .entry(id.to_string())
+            .or_insert_with(|| Executor {
+                id: id.to_string(),
+                host: None,
+                host_port: None,
+                is_active: true,
+                total_cores: 0,
+                max_tasks: 0,
+                active_tasks: 0,
+                failed_tasks: 0,
+                completed_tasks: 0,
+                total_tasks: 0,
+                total_duration: 0,
+                total_gc_time: 0,
+                total_input_bytes: 0,
+                total_shuffle_read: 0,
+                total_shuffle_write: 0,
+                max_memory: 0,
+                add_time: time,
+                remove_time: None,
+                remove_reason: None,
+                executor_logs: Vec::new(),
+                attributes: Vec::new(),
+                resources: Value::Object(Default::default()),
+                resource_profile_id: 0,
+                total_on_heap: -1,
+                total_off_heap: 0,
+                peak: None,
+            })
     }
 
     fn executor_added(&mut self, ev: &Value) {
-        let Some(id) = s(ev, "Executor ID") else { return };
+        let Some(id) = s(ev, "Executor ID") else {
+            return;
+        };
         let time = i(ev, "Timestamp").unwrap_or(0);
         let info = ev.get("Executor Info").cloned().unwrap_or(Value::Null);
         let rp = i(&info, "Resource Profile Id").unwrap_or(0);
@@ -447,7 +473,10 @@ impl App {
         e.max_tasks = e.total_cores / cpus;
         e.executor_logs = pairs(info.get("Log Urls"));
         e.attributes = pairs(info.get("Attributes"));
-        e.resources = info.get("Resources").cloned().unwrap_or(Value::Object(Default::default()));
+        e.resources = info
+            .get("Resources")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()));
         e.resource_profile_id = rp;
     }
 
@@ -513,7 +542,12 @@ impl App {
             .and_then(|si| s(si, "Stage Name"))
             .unwrap_or_default();
         let mut tags: Vec<String> = prop(ev, "spark.job.tags")
-            .map(|t| t.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+            .map(|t| {
+                t.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         tags.sort();
         tags.dedup();
@@ -559,14 +593,17 @@ impl App {
 
     fn job_end(&mut self, ev: &Value) {
         let Some(id) = i(ev, "Job ID") else { return };
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         if !job.live {
             return;
         }
         job.live = false;
         // pending stages of the job are now known to be skipped
         for st in self.stages.values_mut() {
-            if st.live && job.stage_ids.contains(&st.stage_id) && st.status == StageStatus::Pending {
+            if st.live && job.stage_ids.contains(&st.stage_id) && st.status == StageStatus::Pending
+            {
                 st.status = StageStatus::Skipped;
                 st.live = false;
                 job.skipped_stages.insert(st.stage_id);
@@ -579,7 +616,11 @@ impl App {
             .and_then(|r| r.get("Result"))
             .and_then(Value::as_str)
             == Some("JobSucceeded");
-        job.status = if ok { JobStatus::Succeeded } else { JobStatus::Failed };
+        job.status = if ok {
+            JobStatus::Succeeded
+        } else {
+            JobStatus::Failed
+        };
         let time = i(ev, "Completion Time").unwrap_or(-1);
         job.completion_time = (time > 0).then_some(time);
     }
@@ -593,12 +634,20 @@ impl App {
     }
 
     fn stage_submitted(&mut self, ev: &Value) {
-        let Some(info) = ev.get("Stage Info") else { return };
-        let Some(stage_id) = i(info, "Stage ID") else { return };
+        let Some(info) = ev.get("Stage Info") else {
+            return;
+        };
+        let Some(stage_id) = i(info, "Stage ID") else {
+            return;
+        };
         let jobs = self.live_jobs_of(stage_id);
-        let pool = prop(ev, "spark.scheduler.pool").unwrap_or("default").to_string();
+        let pool = prop(ev, "spark.scheduler.pool")
+            .unwrap_or("default")
+            .to_string();
         let desc = prop(ev, "spark.job.description").map(str::to_string);
-        let Some(st) = self.stage_from_info(info) else { return };
+        let Some(st) = self.stage_from_info(info) else {
+            return;
+        };
         st.status = StageStatus::Active;
         st.live = true;
         st.scheduling_pool = pool;
@@ -613,15 +662,22 @@ impl App {
     }
 
     fn stage_completed(&mut self, ev: &Value) {
-        let Some(info) = ev.get("Stage Info") else { return };
-        let (Some(id), attempt) = (i(info, "Stage ID"), i(info, "Stage Attempt ID").unwrap_or(0)) else {
+        let Some(info) = ev.get("Stage Info") else {
+            return;
+        };
+        let (Some(id), attempt) = (
+            i(info, "Stage ID"),
+            i(info, "Stage Attempt ID").unwrap_or(0),
+        ) else {
             return;
         };
         match self.stages.get(&(id, attempt)) {
             Some(st) if st.live => {}
             _ => return,
         }
-        let Some(st) = self.stage_from_info(info) else { return };
+        let Some(st) = self.stage_from_info(info) else {
+            return;
+        };
         st.status = if st.failure_reason.is_some() {
             StageStatus::Failed
         } else if st.submission_time.is_some() {
@@ -636,7 +692,9 @@ impl App {
         }
         let jobs = st.job_ids.clone();
         for j in jobs {
-            let Some(job) = self.jobs.get_mut(&j) else { continue };
+            let Some(job) = self.jobs.get_mut(&j) else {
+                continue;
+            };
             match status {
                 StageStatus::Complete => {
                     job.completed_stages.insert(id);
@@ -652,7 +710,9 @@ impl App {
     }
 
     fn task_start(&mut self, ev: &Value) {
-        let Some(info) = ev.get("Task Info") else { return };
+        let Some(info) = ev.get("Task Info") else {
+            return;
+        };
         let sid = i(ev, "Stage ID").unwrap_or(-1);
         let att = i(ev, "Stage Attempt ID").unwrap_or(0);
         let launch = i(info, "Launch Time").unwrap_or(0);
@@ -674,7 +734,9 @@ impl App {
     }
 
     fn task_end(&mut self, ev: &Value) {
-        let Some(info) = ev.get("Task Info") else { return };
+        let Some(info) = ev.get("Task Info") else {
+            return;
+        };
         let sid = i(ev, "Stage ID").unwrap_or(-1);
         let att = i(ev, "Stage Attempt ID").unwrap_or(0);
         let reason = ev.get("Task End Reason").cloned().unwrap_or(Value::Null);
@@ -720,7 +782,9 @@ impl App {
                     st.peak = p;
                 }
             }
-            if st.active_tasks == 0 && matches!(st.status, StageStatus::Complete | StageStatus::Failed) {
+            if st.active_tasks == 0
+                && matches!(st.status, StageStatus::Complete | StageStatus::Failed)
+            {
                 st.live = false;
             }
             for j in &st.job_ids {
@@ -765,18 +829,14 @@ impl App {
 }
 
 fn update_peak(peak: &mut Option<[i64; 23]>, m: &Value) {
-    let mut any = false;
+    // once any metrics arrived Spark reports the peaks, zeros included
     let p = peak.get_or_insert([0; 23]);
     for (k, name) in EXECUTOR_METRICS.iter().enumerate() {
         if let Some(v) = i(m, name) {
-            any |= v != 0;
             if v > p[k] {
                 p[k] = v;
             }
         }
-    }
-    if !any && p.iter().all(|v| *v == 0) {
-        *peak = None;
     }
 }
 

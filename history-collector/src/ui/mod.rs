@@ -110,7 +110,11 @@ async fn index(State(catalog): State<Arc<Catalog>>, Query(q): Query<ListQuery>) 
     entries.retain(|e| {
         let a = &e.app;
         let text_ok = needle.is_empty()
-            || a.id.as_deref().unwrap_or("").to_lowercase().contains(&needle)
+            || a.id
+                .as_deref()
+                .unwrap_or("")
+                .to_lowercase()
+                .contains(&needle)
             || a.name.to_lowercase().contains(&needle)
             || a.spark_user.to_lowercase().contains(&needle);
         let show_ok = match q.show.as_deref() {
@@ -176,11 +180,23 @@ async fn index(State(catalog): State<Arc<Catalog>>, Query(q): Query<ListQuery>) 
             esc(id),
             esc(&a.name),
             date(a.start_time),
-            if a.completed { date(a.end_time) } else { String::new() },
-            if a.completed { duration(dur(a)) } else { String::new() },
+            if a.completed {
+                date(a.end_time)
+            } else {
+                String::new()
+            },
+            if a.completed {
+                duration(dur(a))
+            } else {
+                String::new()
+            },
             esc(&a.spark_user),
             if a.completed { "completed" } else { "running" },
-            if a.completed { "completed" } else { "incomplete" },
+            if a.completed {
+                "completed"
+            } else {
+                "incomplete"
+            },
             esc(&a.spark_version),
         );
     }
@@ -221,16 +237,16 @@ async fn app_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<String>) -
         let stages: Vec<String> = j
             .stage_ids
             .iter()
-            .map(|s| {
-                match a.stages.range((*s, i64::MIN)..=(*s, i64::MAX)).next_back() {
+            .map(
+                |s| match a.stages.range((*s, i64::MIN)..=(*s, i64::MAX)).next_back() {
                     Some(((sid, att), st)) => format!(
                         r#"<a href="/history/{}/stages/{sid}/{att}/" class="{}">{sid}</a>"#,
                         seg(&id),
                         st.status.as_str()
                     ),
                     None => s.to_string(),
-                }
-            })
+                },
+            )
             .collect();
         let _ = writeln!(
             body,
@@ -318,8 +334,16 @@ async fn stage_page(
     ] {
         let _ = write!(body, "<tr><th>{label}</th><td>{}</td></tr>", v[idx]);
     }
-    let _ = write!(body, "</tbody></table><h2>Details</h2><pre>{}</pre>", esc(&st.details));
-    page(&format!("Stage {}.{}: {}", stage, attempt, st.name), Some(a), &body)
+    let _ = write!(
+        body,
+        "</tbody></table><h2>Details</h2><pre>{}</pre>",
+        esc(&st.details)
+    );
+    page(
+        &format!("Stage {}.{}: {}", stage, attempt, st.name),
+        Some(a),
+        &body,
+    )
 }
 
 async fn executors_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<String>) -> Response {
@@ -372,17 +396,28 @@ async fn environment_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<St
         return page("Environment", Some(a), "<p>No environment was logged.</p>");
     };
     let runtime = vec![
-        ("Java Version".to_string(), env.java_version.clone().unwrap_or_default()),
-        ("Java Home".to_string(), env.java_home.clone().unwrap_or_default()),
-        ("Scala Version".to_string(), env.scala_version.clone().unwrap_or_default()),
+        (
+            "Java Version".to_string(),
+            env.java_version.clone().unwrap_or_default(),
+        ),
+        (
+            "Java Home".to_string(),
+            env.java_home.clone().unwrap_or_default(),
+        ),
+        (
+            "Scala Version".to_string(),
+            env.scala_version.clone().unwrap_or_default(),
+        ),
     ];
+    // the same redaction as the REST API
+    let shown = crate::api::json::environment(env, a);
     let body = [
         kv_table("Runtime Information", &runtime),
-        kv_table("Spark Properties", &env.spark),
-        kv_table("Hadoop Properties", &env.hadoop),
-        kv_table("System Properties", &env.system),
-        kv_table("Metrics Properties", &env.metrics),
-        kv_table("Classpath Entries", &env.classpath),
+        kv_table("Spark Properties", &shown.spark_properties),
+        kv_table("Hadoop Properties", &shown.hadoop_properties),
+        kv_table("System Properties", &shown.system_properties),
+        kv_table("Metrics Properties", &shown.metrics_properties),
+        kv_table("Classpath Entries", &shown.classpath_entries),
     ]
     .concat();
     page("Environment", Some(a), &body)
@@ -405,6 +440,9 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(esc("<b>x</b> & \"y\" 'z'"), "&lt;b&gt;x&lt;/b&gt; &amp; &quot;y&quot; &#39;z&#39;");
+        assert_eq!(
+            esc("<b>x</b> & \"y\" 'z'"),
+            "&lt;b&gt;x&lt;/b&gt; &amp; &quot;y&quot; &#39;z&#39;"
+        );
     }
 }
