@@ -10,8 +10,11 @@ use std::path::Path;
 use sidecars_deploy_tests::manifest::Object;
 use sidecars_deploy_tests::{deploy, repo_root};
 
-/// (service account, [(resource, verbs)]) — all in the core API group.
-const GRANTS: &[(&str, &[(&str, &[&str])])] = &[
+/// (resource, verbs) in the core API group.
+type Rule = (&'static str, &'static [&'static str]);
+
+/// (service account, rules).
+const GRANTS: &[(&str, &[Rule])] = &[
     ("shuffle-service", &[("pods", &["get", "list", "watch"])]),
     ("staging-server", &[("pods", &["get", "list", "watch"])]),
     (
