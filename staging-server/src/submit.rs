@@ -145,6 +145,10 @@ impl Plan {
     }
 
     fn list(&mut self, dir: &str, value: &str) -> anyhow::Result<Piece> {
+        Ok(Piece::List(self.entries(dir, value)?))
+    }
+
+    fn entries(&mut self, dir: &str, value: &str) -> anyhow::Result<Vec<Entry>> {
         let mut entries = Vec::new();
         for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (uri, frag) = match item.split_once('#') {
@@ -156,7 +160,7 @@ impl Plan {
                 None => entries.push(Entry::Keep(item.to_string())),
             }
         }
-        Ok(Piece::List(entries))
+        Ok(entries)
     }
 
     /// Parses spark-submit arguments.
@@ -260,8 +264,10 @@ impl Plan {
                     let text = std::fs::read_to_string(path)
                         .with_context(|| format!("cannot read {}", path.display()))?;
                     let mut rewritten = String::new();
-                    let mut scratch = Plan::default();
-                    scratch.uploads = self.uploads.clone();
+                    let mut scratch = Plan {
+                        uploads: self.uploads.clone(),
+                        ..Default::default()
+                    };
                     for line in text.lines() {
                         match property(line) {
                             Some((k, v)) if PROPERTY_LISTS.iter().any(|(key, _)| *key == k) => {
@@ -270,9 +276,7 @@ impl Plan {
                                     .find(|(key, _)| *key == k)
                                     .map(|(_, d)| *d)
                                     .unwrap_or("files");
-                                let Piece::List(entries) = scratch.list(dir, &v)? else {
-                                    unreachable!()
-                                };
+                                let entries = scratch.entries(dir, &v)?;
                                 rewritten.push_str(&format!(
                                     "{k}={}\n",
                                     escape_property(&render_list(&entries, resolve))
