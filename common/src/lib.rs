@@ -4,6 +4,9 @@
 
 pub mod admin;
 pub mod config;
+#[cfg(feature = "fake-kube")]
+pub mod fake_kube;
+pub mod kube;
 mod metrics;
 pub mod objstore;
 pub mod shutdown;
