@@ -16,7 +16,10 @@ use sha2::{Digest, Sha256};
 use tokio::fs;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use super::{resolve_range, validate_key, validate_prefix, GetResult, ObjectMeta, ObjectStore, Reader, Result, StoreError};
+use super::{
+    resolve_range, validate_key, validate_prefix, GetResult, ObjectMeta, ObjectStore, Reader,
+    Result, StoreError,
+};
 
 const SHA_XATTR: &str = "user.sidecars.sha256";
 const RESERVED: &str = ".sidecars";
@@ -106,6 +109,8 @@ impl ObjectStore for FileStore {
             .join("tmp")
             .join(uuid::Uuid::new_v4().to_string());
         let io = self.io(key);
+        // removes the temp file if this put fails or its future is dropped midway
+        let mut guard = TempGuard(Some(tmp.clone()));
         let result: Result<(u64, String)> = async {
             let mut file = fs::File::create(&tmp).await.map_err(&io)?;
             let mut hasher = Sha256::new();
@@ -129,16 +134,18 @@ impl ObjectStore for FileStore {
                 fs::create_dir_all(parent).await.map_err(&io)?;
             }
             fs::rename(&tmp, &dest).await.map_err(&io)?;
+            guard.0 = None;
+            // the rename is durable only once the directory entry is on disk
+            if let Some(parent) = dest.parent() {
+                if let Ok(dir) = fs::File::open(parent).await {
+                    let _ = dir.sync_all().await;
+                }
+            }
             Ok((size, sha))
         }
         .await;
-        let (size, sha256) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
+        drop(guard);
+        let (size, sha256) = result?;
         let md = fs::metadata(&dest).await.map_err(&io)?;
         Ok(ObjectMeta {
             key: key.to_string(),
@@ -150,10 +157,43 @@ impl ObjectStore for FileStore {
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetResult> {
         let path = self.path(key)?;
-        // open first: the handle pins this version even if a put renames over it meanwhile
-        let mut file = fs::File::open(&path).await.map_err(self.io(key))?;
-        let meta = self.meta_of(key, &path).await?;
-        let size = file.metadata().await.map_err(self.io(key))?.len();
+        // size and hash come from the opened handle, which pins this version even if a put
+        // renames a new one over it meanwhile
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                let file = std::fs::File::open(&path)?;
+                let md = file.metadata()?;
+                let sha = {
+                    use xattr::FileExt;
+                    file.get_xattr(SHA_XATTR).ok().flatten().and_then(valid_sha)
+                };
+                Ok((file, md, sha))
+            })
+            .await
+            .map_err(|e| StoreError::Other {
+                url: self.object_url(key),
+                message: format!("open task failed: {e}"),
+            })?
+        };
+        let (file, md, sha) = opened.map_err(self.io(key))?;
+        if !md.is_file() {
+            return Err(StoreError::NotFound {
+                url: self.object_url(key),
+            });
+        }
+        let mut file = fs::File::from_std(file);
+        let sha256 = match sha {
+            Some(s) => s,
+            None => self.meta_of(key, &path).await?.sha256,
+        };
+        let meta = ObjectMeta {
+            key: key.to_string(),
+            size: md.len(),
+            sha256,
+            last_modified: mtime(&md),
+        };
+        let size = md.len();
         let range = resolve_range(&self.object_url(key), range, size)?;
         if range.start > 0 {
             file.seek(std::io::SeekFrom::Start(range.start))
@@ -199,7 +239,9 @@ impl ObjectStore for FileStore {
                 source,
             })? {
                 let path = entry.path();
-                let Ok(rel) = path.strip_prefix(&self.root) else { continue };
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
                 let Some(rel) = rel.to_str() else { continue };
                 if rel == RESERVED {
                     continue;
@@ -228,6 +270,24 @@ impl ObjectStore for FileStore {
         Ok(out)
     }
 
+    async fn check(&self) -> Result<()> {
+        let tmp = self.root.join(RESERVED).join("tmp");
+        let md = fs::metadata(&tmp).await.map_err(|source| StoreError::Io {
+            url: self.url.clone(),
+            source,
+        })?;
+        if md.permissions().readonly() {
+            return Err(StoreError::Io {
+                url: self.url.clone(),
+                source: std::io::Error::new(
+                    ErrorKind::PermissionDenied,
+                    "store directory is read-only",
+                ),
+            });
+        }
+        Ok(())
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match fs::remove_file(&path).await {
@@ -248,9 +308,23 @@ impl ObjectStore for FileStore {
 }
 
 fn read_sha_xattr(path: &Path) -> Option<String> {
-    let v = xattr::get(path, SHA_XATTR).ok()??;
+    valid_sha(xattr::get(path, SHA_XATTR).ok()??)
+}
+
+fn valid_sha(v: Vec<u8>) -> Option<String> {
     let s = String::from_utf8(v).ok()?;
     (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
+}
+
+/// Deletes a temp file unless disarmed (its `Option` taken) after the rename.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 async fn hash_file(path: &Path) -> std::io::Result<String> {
@@ -268,11 +342,15 @@ async fn hash_file(path: &Path) -> std::io::Result<String> {
 }
 
 fn mtime(md: &std::fs::Metadata) -> DateTime<Utc> {
-    md.modified().map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now())
+    md.modified()
+        .map(DateTime::<Utc>::from)
+        .unwrap_or_else(|_| Utc::now())
 }
 
 fn sweep_stale(tmp: &Path) {
-    let Ok(rd) = std::fs::read_dir(tmp) else { return };
+    let Ok(rd) = std::fs::read_dir(tmp) else {
+        return;
+    };
     let now = SystemTime::now();
     for e in rd.flatten() {
         let old = e

@@ -12,6 +12,8 @@
 
 mod file;
 mod s3;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use std::ops::Range;
 use std::pin::Pin;
@@ -23,7 +25,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
 pub use file::FileStore;
-pub use s3::{S3Options, S3Store};
+pub use s3::{S3Options, S3Store, StaticCredentials};
 
 /// A boxed byte source: what a put reads from and what a get returns.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
@@ -33,7 +35,8 @@ pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 pub struct ObjectMeta {
     pub key: String,
     pub size: u64,
-    /// Lower-case hex sha256 of the whole object.
+    /// Lower-case hex sha256 of the whole object. Empty when the object was written by
+    /// something other than this store on S3 (where finding it would mean reading it all).
     pub sha256: String,
     pub last_modified: DateTime<Utc>,
 }
@@ -102,6 +105,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
     /// Removes an object; removing a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
 
+    /// Checks that the store can be reached and used (the bucket exists, the credentials are
+    /// accepted, the directory is there), so a daemon can fail at start with a clear message.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The URL of one object, for error messages and logs.
     fn object_url(&self, key: &str) -> String {
         format!("{}/{}", self.url().trim_end_matches('/'), key)
@@ -110,9 +119,7 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
 
 /// Convenience for small objects held in memory.
 pub async fn put_bytes(store: &dyn ObjectStore, key: &str, data: Bytes) -> Result<ObjectMeta> {
-    store
-        .put(key, Box::pin(std::io::Cursor::new(data)))
-        .await
+    store.put(key, Box::pin(std::io::Cursor::new(data))).await
 }
 
 /// Reads a whole (small) object into memory.
@@ -193,17 +200,12 @@ pub fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a list prefix: like a key, but it may be empty or end in `/`.
+/// Checks a list prefix: like a key, but it may be empty or end in one `/`.
 pub fn validate_prefix(prefix: &str) -> Result<()> {
-    let trimmed = prefix.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return if prefix.is_empty() {
-            Ok(())
-        } else {
-            validate_key(prefix)
-        };
+    if prefix.is_empty() {
+        return Ok(());
     }
-    validate_key(trimmed)
+    validate_key(prefix.strip_suffix('/').unwrap_or(prefix))
 }
 
 /// Clamps a requested range to an object of `size` bytes, or says why it cannot be served.
@@ -227,12 +229,24 @@ mod tests {
     #[test]
     fn keys() {
         assert!(validate_key("apps/spark-1/events_1.zstd").is_ok());
-        for k in ["", "/abs", "a//b", "a/../b", "..", "./x", "a/.", ".sidecars/tmp", "a\0b"] {
+        for k in [
+            "",
+            "/abs",
+            "a//b",
+            "a/../b",
+            "..",
+            "./x",
+            "a/.",
+            ".sidecars/tmp",
+            "a\0b",
+        ] {
             assert!(validate_key(k).is_err(), "{k:?} accepted");
         }
         assert!(validate_key("a/.sidecars").is_ok());
         assert!(validate_prefix("").is_ok());
         assert!(validate_prefix("apps/").is_ok());
         assert!(validate_prefix("../").is_err());
+        assert!(validate_prefix("a//").is_err());
+        assert!(validate_prefix("/").is_err());
     }
 }
