@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use shuffle_service::protocol::{BlockTransferMessage, ExecutorShuffleInfo, Messa
 use sidecars_common::fake_kube::FakeApiServer;
 use support::{free_port, metric, Daemon};
 
-fn register(port: u16, app: &str, dir: &PathBuf) {
+fn register(port: u16, app: &str, dir: &Path) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let body = BlockTransferMessage::RegisterExecutor {
         app_id: app.into(),
@@ -61,7 +61,7 @@ fn driver_pod(name: &str, app: &str) -> Pod {
     .expect("pod")
 }
 
-fn wait_gone(dir: &PathBuf, daemon: &Daemon) {
+fn wait_gone(dir: &Path, daemon: &Daemon) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while dir.exists() {
         assert!(
