@@ -47,8 +47,11 @@ struct Args {
     /// How often the event-log directories are scanned.
     #[arg(long, env = "HISTORY_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     poll_interval: Duration,
+    /// How often followed pod logs are written to storage.
+    #[arg(long, env = "HISTORY_POD_LOG_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pod_log_flush_interval: Duration,
     #[command(flatten)]
-    pods: ingest::podlogs::PodLogArgs,
+    kube: sidecars_common::kube::KubeArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -113,15 +116,19 @@ async fn collector(args: Args) -> anyhow::Result<()> {
             shutdown.token(),
         ));
     }
-    if args.pods.enabled() {
-        let client = ingest::podlogs::client(&args.pods).await?;
-        shutdown.tracker().spawn(ingest::podlogs::run(
-            client,
-            args.pods.clone(),
-            logs.clone(),
-            pod_metrics,
-            shutdown.token(),
-        ));
+    match args.kube.client().await? {
+        Some(client) => {
+            tracing::info!(namespaces = ?args.kube.namespaces, "collecting Spark pod logs");
+            shutdown.tracker().spawn(ingest::podlogs::run(
+                client,
+                args.kube.namespaces.clone(),
+                logs.clone(),
+                pod_metrics,
+                args.pod_log_flush_interval,
+                shutdown.token(),
+            ));
+        }
+        None => tracing::info!("no Kubernetes configuration: pod logs are not collected"),
     }
 
     let router = api::service(

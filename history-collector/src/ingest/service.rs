@@ -20,7 +20,9 @@ use super::tail::TailMetrics;
 pub fn router(store: LogStore, metrics: TailMetrics) -> axum::Router {
     let svc =
         EventLogIngestServer::new(Ingest { store, metrics }).max_decoding_message_size(16 << 20);
-    tonic::service::Routes::new(svc).into_axum_router()
+    // route_service, not Routes::into_axum_router: that adds a fallback, and two routers with
+    // fallbacks (the admin's gRPC health is one) cannot be merged
+    axum::Router::new().route_service("/sidecars.history.v1.EventLogIngest/{*method}", svc)
 }
 
 struct Ingest {

@@ -135,6 +135,8 @@ pub struct Tailer<S> {
     dirs: Vec<PathBuf>,
     sink: Arc<S>,
     files: HashMap<PathBuf, FileState>,
+    /// The last problem reported per file, so a stuck file logs once, not every poll.
+    problems: HashMap<PathBuf, String>,
     metrics: TailMetrics,
 }
 
@@ -144,6 +146,7 @@ impl<S: Sink + 'static> Tailer<S> {
             dirs,
             sink,
             files: HashMap::new(),
+            problems: HashMap::new(),
             metrics,
         }
     }
@@ -162,21 +165,23 @@ impl<S: Sink + 'static> Tailer<S> {
         self.files.retain(|p, _| seen.contains(p));
         for src in found {
             let path = src.path.clone();
-            if let Err(e) = self.process(src).await {
-                self.metrics.errors.inc();
-                let msg = format!("{e:#}");
-                let st = self.files.get_mut(&path);
-                let repeated = st
-                    .as_ref()
-                    .is_some_and(|s| s.last_problem.as_deref() == Some(msg.as_str()));
-                if !repeated {
-                    tracing::warn!(path = %path.display(), error = %msg, "cannot copy event-log file yet; will retry");
+            match self.process(src).await {
+                Ok(()) => {
+                    self.problems.remove(&path);
                 }
-                if let Some(st) = st {
-                    st.last_problem = Some(msg);
+                Err(e) => {
+                    self.metrics.errors.inc();
+                    let msg = format!("{e:#}");
+                    if self.problems.get(&path) != Some(&msg) {
+                        tracing::warn!(path = %path.display(), error = %msg, "cannot copy event-log file yet; will retry");
+                        self.problems.insert(path.clone(), msg);
+                    }
+                    // ask the sink again next time: what it holds may have changed
+                    self.files.remove(&path);
                 }
             }
         }
+        self.problems.retain(|p, _| seen.contains(p));
     }
 
     async fn process(&mut self, src: Source) -> anyhow::Result<()> {
