@@ -175,7 +175,11 @@ fn spark_pods(fake: &FakeApiServer) {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": "spark-apps", "labels": labels},
             "spec": {"containers": [{"name": format!("spark-kubernetes-{role}")}]},
-            "status": {"phase": "Running"}
+            // what the kubelet reports for a running container: log followers wait for it
+            "status": {"phase": "Running", "containerStatuses": [{
+                "name": format!("spark-kubernetes-{role}"), "ready": true, "restartCount": 0,
+                "image": "apache/spark:3.5.7", "imageID": "", "state": {"running": {}}
+            }]}
         }))
         .expect("pod")
     };
