@@ -241,13 +241,15 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             .with_context(|| format!("running {} {}", self.bin.display(), args.join(" ")))
     }
 
-    /// Waits until the S3 API answers a bucket request (the layout takes a moment to apply).
+    /// Waits until the bucket is known and the S3 API answers (the layout takes a moment).
     fn wait_until_serving(&self, deadline: Instant) -> anyhow::Result<()> {
-        let out = loop {
-            // an unsigned request: 403 once the bucket is served, other answers before
-            let out = self.cli_output(&["bucket", "info", &self.bucket])?;
-            if out.status.success() && s3_answers(&self.endpoint, &self.bucket) {
-                break out;
+        loop {
+            let known = self
+                .cli_output(&["bucket", "info", &self.bucket])?
+                .status
+                .success();
+            if known && s3_answers(&self.endpoint, &self.bucket) {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
@@ -257,9 +259,7 @@ api_bind_addr = "127.0.0.1:{admin_port}"
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
-        };
-        drop(out);
-        Ok(())
+        }
     }
 
     /// The options that reach this server: endpoint, region, path-style, the key.
