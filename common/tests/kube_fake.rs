@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use futures::{AsyncBufReadExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{DeleteParams, ListParams, LogParams};
+use kube::api::{DeleteParams, ListParams, LogParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use kube::runtime::watcher::Event;
 use kube::runtime::WatchStreamExt;
@@ -493,5 +493,50 @@ async fn without_configuration_kube_is_disabled() {
     assert!(
         format!("{err:#}").contains("/no/such/kubeconfig.yaml"),
         "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn raw_watch_bookmarks_timeout_and_graceful_deletion() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_pod(pod("spark", "d1", "driver", "Running"));
+    let api: Api<Pod> = Api::namespaced(fake.client().await, "spark");
+    let started = std::time::Instant::now();
+    let mut events = api
+        .watch(&WatchParams::default().timeout(3), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(
+        matches!(next(&mut events).await.unwrap(), WatchEvent::Added(p) if p.name_any() == "d1")
+    );
+    assert!(fake.begin_pod_deletion("spark", "d1"));
+    match next(&mut events).await.unwrap() {
+        WatchEvent::Modified(p) => assert!(p.metadata.deletion_timestamp.is_some()),
+        other => panic!("expected Modified, got {other:?}"),
+    }
+    assert!(fake.delete_pod("spark", "d1"));
+    let deleted_rv = match next(&mut events).await.unwrap() {
+        WatchEvent::Deleted(p) => p.resource_version().unwrap(),
+        other => panic!("expected Deleted, got {other:?}"),
+    };
+    let mut bookmarks = 0;
+    while let Some(ev) = tokio::time::timeout(WAIT, events.next())
+        .await
+        .expect("timeoutSeconds must end the watch")
+    {
+        match ev.unwrap() {
+            WatchEvent::Bookmark(b) => {
+                assert_eq!(b.metadata.resource_version, deleted_rv);
+                bookmarks += 1;
+            }
+            other => panic!("expected only bookmarks, got {other:?}"),
+        }
+    }
+    assert!(bookmarks >= 1, "allowWatchBookmarks must bring bookmarks");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
+        "{took:?}"
     );
 }

@@ -419,6 +419,26 @@ impl FakeApiServer {
         gone.is_some()
     }
 
+    /// Starts a graceful deletion the way `kubectl delete` does: sets
+    /// `metadata.deletionTimestamp` (a `MODIFIED` event); [`FakeApiServer::delete_pod`] then
+    /// finishes it. False if the pod does not exist.
+    pub fn begin_pod_deletion(&self, namespace: &str, name: &str) -> bool {
+        let key = (Kind::Pod, namespace.to_string(), name.to_string());
+        let done = {
+            let mut store = self.shared.lock();
+            match store.objects.get(&key).cloned() {
+                Some(mut obj) => {
+                    obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                    obj["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+                    store.commit(&self.shared.changes, key, Some(obj)).is_some()
+                }
+                None => false,
+            }
+        };
+        self.shared.poke();
+        done
+    }
+
     /// Sets `status.phase` (a `MODIFIED` event). `Succeeded` or `Failed` end log follows on
     /// the pod once its lines are sent. False if the pod does not exist.
     pub fn set_pod_phase(&self, namespace: &str, name: &str, phase: &str) -> bool {
