@@ -64,7 +64,7 @@ fn agent_survives_collector_and_agent_restarts() {
                 f.write_all(b.as_bytes()).unwrap();
                 r.write_all(b.as_bytes()).unwrap();
                 i += 1;
-                if i % 3000 == 0 {
+                if i.is_multiple_of(3000) {
                     index += 1;
                     r = std::fs::File::create(rolling.join(format!("events_{index}_app-2")))
                         .unwrap();
