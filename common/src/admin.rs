@@ -68,7 +68,11 @@ impl Admin {
     }
 
     /// Serves the admin routes alone (for daemons whose main port is not HTTP).
-    pub async fn serve_alone(&self, listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
+    pub async fn serve_alone(
+        &self,
+        listener: TcpListener,
+        shutdown: Shutdown,
+    ) -> std::io::Result<()> {
         serve(listener, self.router(Router::new()), shutdown).await
     }
 }
@@ -85,7 +89,10 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
             out,
         )
             .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n"))
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}\n"),
+        )
             .into_response(),
     }
 }
@@ -107,9 +114,14 @@ pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 
 /// Serves `router` (HTTP/1.1 and h2c) until shutdown begins, then lets in-flight requests
 /// finish; the caller bounds that with [`Shutdown::drain`].
-pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     let token = shutdown.token();
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    let fut = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await });
+    let fut =
+        axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await });
     shutdown.tracker().track_future(fut.into_future()).await
 }

@@ -118,7 +118,9 @@ fn file_args(
             let s = a.to_string_lossy();
             s == format!("--{long}") || s.starts_with(&format!("--{long}="))
         });
-        let given_in_env = arg.get_env().is_some_and(|e| env(&e.to_string_lossy()).is_some());
+        let given_in_env = arg
+            .get_env()
+            .is_some_and(|e| env(&e.to_string_lossy()).is_some());
         if given_on_cli || given_in_env {
             continue;
         }
@@ -239,13 +241,18 @@ mod tests {
 
     #[test]
     fn precedence_flag_env_file_default() {
-        let (_d, path) = cfg("port = 30\nname = \"file\"\nroot = [\"/a\", \"/b\"]\nverbose = true\n");
+        let (_d, path) =
+            cfg("port = 30\nname = \"file\"\nroot = [\"/a\", \"/b\"]\nverbose = true\n");
         let d = run(&["x", "--config", &path], &[]).unwrap();
         assert_eq!((d.port, d.name.as_str(), d.verbose), (30, "file", true));
         assert_eq!(d.roots, vec!["/a", "/b"]);
         let d = run(&["x", "--config", &path], &[("DEMO_PORT", "40")]).unwrap();
         assert_eq!(d.port, 40);
-        let d = run(&["x", "--config", &path, "--port", "50"], &[("DEMO_PORT", "40")]).unwrap();
+        let d = run(
+            &["x", "--config", &path, "--port", "50"],
+            &[("DEMO_PORT", "40")],
+        )
+        .unwrap();
         assert_eq!(d.port, 50);
         let d = run(&["x"], &[("DEMO_CONFIG", &path)]).unwrap();
         assert_eq!(d.name, "file");
@@ -281,8 +288,14 @@ mod tests {
         assert_eq!(parse_byte_size("2g"), Ok(2 << 30));
         assert_eq!(parse_byte_size("100"), Ok(100));
         assert!(parse_byte_size("lots").is_err());
-        assert_eq!(parse_duration("30m"), Ok(std::time::Duration::from_secs(1800)));
-        assert_eq!(parse_duration("250ms"), Ok(std::time::Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration("30m"),
+            Ok(std::time::Duration::from_secs(1800))
+        );
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
         assert!(parse_duration("3 weeks").is_err());
     }
 }

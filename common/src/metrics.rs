@@ -21,7 +21,9 @@ impl Collector for ProcessCollector {
         let page = 4096u64;
         let cpu = (num(11) + num(12)) as f64 / ticks;
         let rss = num(21) * page;
-        let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+        let fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0);
 
         let c = ConstCounter::new(cpu);
         c.encode(encoder.encode_descriptor(

@@ -23,7 +23,8 @@ async fn run_local_starts_all_daemons_and_stops_on_sigterm() {
         "SIDECARS_BIN_DIR is not set: run the suite through scripts/test.sh, which builds the daemons",
     );
     let data = tempfile::tempdir().unwrap();
-    let (staging, shuffle, shuffle_admin, history) = (free_port(), free_port(), free_port(), free_port());
+    let (staging, shuffle, shuffle_admin, history) =
+        (free_port(), free_port(), free_port(), free_port());
     let mut child = Command::new("bash")
         .arg(repo_root().join("scripts/run-local.sh"))
         .env("SIDECARS_BIN_DIR", &bin_dir)
@@ -44,7 +45,9 @@ async fn run_local_starts_all_daemons_and_stops_on_sigterm() {
             loop {
                 match client.get(&url).send().await {
                     Ok(r) if r.status().is_success() => break,
-                    _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                    _ if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
                     other => panic!("{url} never answered 200: {other:?}"),
                 }
             }
@@ -61,7 +64,14 @@ async fn run_local_starts_all_daemons_and_stops_on_sigterm() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     for name in ["staging-server", "shuffle-service", "history-collector"] {
-        assert!(stdout.contains(name), "run-local.sh did not say where {name} listens:\n{stdout}");
+        assert!(
+            stdout.contains(name),
+            "run-local.sh did not say where {name} listens:\n{stdout}"
+        );
     }
-    assert!(out.status.success(), "run-local.sh exited with {:?}", out.status);
+    assert!(
+        out.status.success(),
+        "run-local.sh exited with {:?}",
+        out.status
+    );
 }
