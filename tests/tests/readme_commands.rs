@@ -25,7 +25,7 @@ async fn run_local_starts_all_daemons_and_stops_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
     let (staging, shuffle, shuffle_admin, history) =
         (free_port(), free_port(), free_port(), free_port());
-    let mut child = Command::new("bash")
+    let child = Command::new("bash")
         .arg(repo_root().join("scripts/run-local.sh"))
         .env("SIDECARS_BIN_DIR", &bin_dir)
         .env("SIDECARS_DATA_DIR", data.path())
