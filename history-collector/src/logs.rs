@@ -5,10 +5,26 @@
 //! Kubernetes keeps one log per container with stdout and stderr interleaved, so `stdout` and
 //! `stderr` both name the Spark container's log (`spark-kubernetes-driver` or
 //! `spark-kubernetes-executor`, else the pod's only container); `<container>.log` names any
-//! container's log. `/logs/<appId>/` lists what is stored.
+//! container's log. `/logs/<appId>/` lists what is stored. Lines are stored with the API's
+//! RFC 3339 timestamp first (what makes resuming exact); they are served without it unless
+//! `?timestamps=true`.
+//!
+//! Making Spark's UI and History Server link here (collector reachable at `$H`):
+//!
+//! ```text
+//! spark.ui.custom.executor.log.url       $H/logs/{{APP_ID}}/{{EXECUTOR_ID}}/{{FILE_NAME}}
+//! spark.history.custom.executor.log.url  $H/logs/{{APP_ID}}/{{EXECUTOR_ID}}/{{FILE_NAME}}
+//! spark.executorEnv.SPARK_EXECUTOR_ATTRIBUTE_LOG_FILES   stdout,stderr
+//! # Spark 3.5 only (4.x adds APP_ID and EXECUTOR_ID attributes by itself when the key is set):
+//! spark.executorEnv.SPARK_EXECUTOR_ATTRIBUTE_APP_ID       $(SPARK_APPLICATION_ID)
+//! spark.executorEnv.SPARK_EXECUTOR_ATTRIBUTE_EXECUTOR_ID  $(SPARK_EXECUTOR_ID)
+//! ```
+//!
+//! (`$(VAR)` is expanded by Kubernetes from the executor container's own environment, which
+//! Spark fills with `SPARK_APPLICATION_ID` and `SPARK_EXECUTOR_ID`.)
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -65,9 +81,41 @@ async fn list(State(store): State<LogStore>, Path(app): Path<String>) -> Respons
     }
 }
 
+/// `?timestamps=true` keeps the stored timestamps.
+#[derive(serde::Deserialize, Default)]
+struct LogQuery {
+    #[serde(default)]
+    timestamps: bool,
+}
+
+/// The log without the leading `<timestamp> ` of each line, streamed.
+fn strip_timestamps(body: sidecars_common::objstore::Reader) -> Body {
+    use tokio::io::AsyncBufReadExt;
+    let reader = tokio::io::BufReader::new(body);
+    let lines = futures::stream::unfold(reader, |mut r| async move {
+        let mut line = Vec::new();
+        match r.read_until(b'\n', &mut line).await {
+            Ok(0) => None,
+            Ok(_) => {
+                let cut = match line.iter().position(|&b| b == b' ') {
+                    Some(i) if line[..i].first().is_some_and(u8::is_ascii_digit) => i + 1,
+                    _ => 0,
+                };
+                Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(line.split_off(cut))),
+                    r,
+                ))
+            }
+            Err(e) => Some((Err(e), r)),
+        }
+    });
+    Body::from_stream(lines)
+}
+
 async fn one(
     State(store): State<LogStore>,
     Path((app, exec, file)): Path<(String, String, String)>,
+    Query(q): Query<LogQuery>,
 ) -> Response {
     for name in [&app, &exec, &file] {
         if let Err(e) = check_component(name) {
@@ -107,10 +155,14 @@ async fn one(
         );
     };
     match store.open(&podlog_key(&app, &exec, &container)).await {
-        Ok((len, body)) => Response::builder()
+        Ok((len, body)) if q.timestamps => Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .header(header::CONTENT_LENGTH, len)
             .body(Body::from_stream(ReaderStream::new(body)))
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Ok((_, body)) => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(strip_timestamps(body))
             .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         Err(e) => layout_error(e),
     }
