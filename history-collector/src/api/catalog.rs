@@ -155,7 +155,7 @@ impl Catalog {
             .into_iter()
             .filter(|e| e.app.id.as_deref() == Some(app_id))
             .collect();
-        v.sort_by(|a, b| b.app.start_time.cmp(&a.app.start_time));
+        v.sort_by_key(|e| std::cmp::Reverse(e.app.start_time));
         v
     }
 }

@@ -294,7 +294,7 @@ pub fn executor_summary(e: &Executor, app_run_ms: i64) -> ExecutorSummary {
         remove_time: e.remove_time.map(date),
         remove_reason: e.remove_reason.clone(),
         executor_logs: Ordered(e.executor_logs.clone()),
-        memory_metrics: (e.total_on_heap >= 0).then(|| MemoryMetrics {
+        memory_metrics: (e.total_on_heap >= 0).then_some(MemoryMetrics {
             used_on_heap_storage_memory: 0,
             used_off_heap_storage_memory: 0,
             total_on_heap_storage_memory: e.total_on_heap,

@@ -200,12 +200,11 @@ async fn applications(State(catalog): State<Arc<Catalog>>, RawQuery(q): RawQuery
             other => return bad_request(format!("unknown application status: {other}")),
         }
     }
-    let bound = |name: &str, default: i64| -> Result<i64, Response> {
+    // the error is the offending value, turned into a 400 below
+    let bound = |name: &str, default: i64| -> Result<i64, String> {
         match param(&ps, name) {
             None => Ok(default),
-            Some(v) => {
-                parse_date(v).ok_or_else(|| bad_request(format!("Couldn't parse date: {v}")))
-            }
+            Some(v) => parse_date(v).ok_or_else(|| v.to_string()),
         }
     };
     let (min_date, max_date, min_end, max_end) = match (
@@ -215,7 +214,9 @@ async fn applications(State(catalog): State<Arc<Catalog>>, RawQuery(q): RawQuery
         bound("maxEndDate", parse_date("3000-01-01").unwrap_or(i64::MAX)),
     ) {
         (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return r,
+        (Err(v), ..) | (_, Err(v), ..) | (_, _, Err(v), _) | (.., Err(v)) => {
+            return bad_request(format!("Couldn't parse date: {v}"))
+        }
     };
     let limit = match param(&ps, "limit").map(str::parse::<usize>) {
         None => usize::MAX,
