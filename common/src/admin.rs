@@ -36,7 +36,9 @@ impl Admin {
             registry: Arc::new(registry),
             ready: Arc::new(AtomicBool::new(false)),
             health,
-            grpc: tonic::service::Routes::new(health_service).into_axum_router(),
+            // route_service rather than Routes::into_axum_router: the latter adds a fallback, and
+            // a daemon router with its own fallback (or gRPC service) could then not be merged
+            grpc: Router::new().route_service("/grpc.health.v1.Health/{*method}", health_service),
         }
     }
 
