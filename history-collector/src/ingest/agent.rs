@@ -23,7 +23,12 @@ use super::tail::{Sink, TailMetrics, Tailer};
 
 /// Streams a driver's event logs to the collector.
 #[derive(clap::Parser, Debug)]
-#[command(name = "history-collector agent", version, about)]
+#[command(
+    name = "history-collector agent",
+    bin_name = "history-collector agent",
+    version,
+    about
+)]
 pub struct AgentArgs {
     /// The directory the driver writes event logs to (spark.eventLog.dir); repeatable.
     #[arg(
