@@ -24,8 +24,10 @@ got=$(curl -sf -o /dev/null -w '%{size_download}' -H "Authorization: $sec" "http
 python3 -c "s=$size;print('1 GiB bundle: upload %.0f MB/s, download %.0f MB/s' % (s/($t1-$t0)/1e6, s/($t2-$t1)/1e6))"
 grep VmHWM "/proc/$pid/status"
 up b50.tgz up50.json; id=$(field up50.json resourceId); sec=$(field up50.json resourceSecret); s50=$(stat -c %s b50.tgz)
-t0=$(date +%s.%N)
-for i in $(seq 200); do curl -s -o /dev/null -w '%{http_code} %{size_download}\n' -H "Authorization: $sec" "http://127.0.0.1:$port/api/v0/resources/$id" & done > dl.txt; wait
+rm -f dl.txt; t0=$(date +%s.%N)
+pids=()
+for i in $(seq 200); do curl -s -o /dev/null -w '%{http_code} %{size_download}\n' -H "Authorization: $sec" "http://127.0.0.1:$port/api/v0/resources/$id" >> dl.txt & pids+=($!); done
+wait "${pids[@]}"
 t1=$(date +%s.%N)
 ok=$(grep -c "^200 $s50\$" dl.txt || true)
 python3 -c "print('200 concurrent 50 MiB downloads: %d/200 complete, %.1f s, %.0f MB/s aggregate' % ($ok, $t1-$t0, 200*$s50/($t1-$t0)/1e6))"
