@@ -229,14 +229,19 @@ mod tests {
         (d, s)
     }
 
+    /// clap reads the real process environment, so `env` is set there for the call; the lock
+    /// keeps tests that do so from seeing each other's variables.
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Demo, ConfigError> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
-        parse_from::<Demo, _, _>(args.iter().copied(), "DEMO", move |k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.into())
-        })
+        static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in env {
+            std::env::set_var(k, v);
+        }
+        let out = parse_from::<Demo, _, _>(args.iter().copied(), "DEMO", |k| std::env::var_os(k));
+        for (k, _) in env {
+            std::env::remove_var(k);
+        }
+        out
     }
 
     #[test]

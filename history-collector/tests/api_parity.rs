@@ -247,7 +247,15 @@ async fn fetch(client: &reqwest::Client, url: &str) -> (u16, String) {
 fn logs_dir() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("api-parity-eventlogs");
     let all = root.join("all");
-    if all.join(".complete").exists() {
+    // the cached logs are reused only if they came from this very script and these Sparks
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_gen_eventlogs.py");
+    let stamp = format!(
+        "{}\n{}\n{}",
+        env("SPARK35_PYTHON"),
+        env("SPARK4_PYTHON"),
+        std::fs::read_to_string(&script).unwrap_or_default()
+    );
+    if std::fs::read_to_string(all.join(".complete")).is_ok_and(|s| s == stamp) {
         return all;
     }
     let _ = std::fs::remove_dir_all(&root);
@@ -256,7 +264,7 @@ fn logs_dir() -> PathBuf {
         generate(&env(py), &d);
         copy_tree(&d, &all);
     }
-    std::fs::write(all.join(".complete"), b"").unwrap();
+    std::fs::write(all.join(".complete"), stamp).unwrap();
     all
 }
 

@@ -467,50 +467,18 @@ impl ObjectStore for S3Store {
         &self.url
     }
 
-    async fn put(&self, key: &str, mut body: Reader) -> Result<ObjectMeta> {
-        let full = self.s3_key(key)?;
-        let url = self.object_url(key);
-        let mut hasher = Sha256::new();
-        let first = read_part(&mut body, self.part_size, &url).await?;
-        hasher.update(&first);
-        let size = if first.len() < self.part_size {
-            let size = first.len() as u64;
-            let sha = hex::encode(hasher.clone().finalize());
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&full)
-                .metadata(SHA_META, &sha)
-                .content_length(size as i64)
-                .body(ByteStream::from(first))
-                .send()
-                .await
-                .map_err(|e| self.err(url.clone(), e))?;
-            size
-        } else {
-            let tmp = self.join(&format!("{TMP_DIR}/{}", uuid::Uuid::new_v4()));
-            let size = self
-                .upload_multipart(&url, &tmp, first, &mut body, &mut hasher)
-                .await?;
-            let sha = hex::encode(hasher.clone().finalize());
-            let published = self.publish(&url, &tmp, &full, size, &sha).await;
-            if let Err(e) = self
-                .client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(&tmp)
-                .send()
-                .await
-            {
-                tracing::warn!(url, tmp, error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "could not delete temp object; it will be swept");
-            }
-            published?;
-            size
-        };
-        let mut meta = self.head(key).await?;
-        meta.size = size;
-        meta.sha256 = hex::encode(hasher.finalize());
-        Ok(meta)
+    async fn put(&self, key: &str, body: Reader) -> Result<ObjectMeta> {
+        match self.put_unexplained(key, body).await {
+            // a server that rejects a request (bad credentials, no bucket) may close the
+            // connection while the body is still being sent: ask the bucket for the reason
+            Err(e @ StoreError::Unreachable { .. }) => match self.check().await {
+                Err(why @ (StoreError::AccessDenied { .. } | StoreError::NoSuchBucket { .. })) => {
+                    Err(why)
+                }
+                _ => Err(e),
+            },
+            other => other,
+        }
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetResult> {
@@ -655,6 +623,55 @@ impl ObjectStore for S3Store {
             }
             Err(e) => Err(self.err(self.url.clone(), e)),
         }
+    }
+}
+
+impl S3Store {
+    /// The put itself; [`ObjectStore::put`] explains connection failures.
+    async fn put_unexplained(&self, key: &str, mut body: Reader) -> Result<ObjectMeta> {
+        let full = self.s3_key(key)?;
+        let url = self.object_url(key);
+        let mut hasher = Sha256::new();
+        let first = read_part(&mut body, self.part_size, &url).await?;
+        hasher.update(&first);
+        let size = if first.len() < self.part_size {
+            let size = first.len() as u64;
+            let sha = hex::encode(hasher.clone().finalize());
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .metadata(SHA_META, &sha)
+                .content_length(size as i64)
+                .body(ByteStream::from(first))
+                .send()
+                .await
+                .map_err(|e| self.err(url.clone(), e))?;
+            size
+        } else {
+            let tmp = self.join(&format!("{TMP_DIR}/{}", uuid::Uuid::new_v4()));
+            let size = self
+                .upload_multipart(&url, &tmp, first, &mut body, &mut hasher)
+                .await?;
+            let sha = hex::encode(hasher.clone().finalize());
+            let published = self.publish(&url, &tmp, &full, size, &sha).await;
+            if let Err(e) = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&tmp)
+                .send()
+                .await
+            {
+                tracing::warn!(url, tmp, error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "could not delete temp object; it will be swept");
+            }
+            published?;
+            size
+        };
+        let mut meta = self.head(key).await?;
+        meta.size = size;
+        meta.sha256 = hex::encode(hasher.finalize());
+        Ok(meta)
     }
 }
 

@@ -99,11 +99,11 @@ enum Cmd {
         /// Namespace of the application (default: spark.kubernetes.namespace, else `default`).
         #[arg(long)]
         namespace: Option<String>,
-        /// Image of the init container (init-container mode).
+        /// Image of the init container (init-container mode): the spark-stage image from images/.
         #[arg(
             long,
             env = "SPARK_STAGE_INIT_IMAGE",
-            default_value = "spark-sidecars/staging-server:latest"
+            default_value = concat!("spark-sidecars/spark-stage:", env!("CARGO_PKG_VERSION"))
         )]
         init_image: String,
         /// Where generated pod templates and the Secret manifest go (default: a new temp dir).
