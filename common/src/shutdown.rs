@@ -33,11 +33,6 @@ impl Shutdown {
         &self.tracker
     }
 
-    /// Starts shutdown from inside the program (tests, fatal errors).
-    pub fn trigger(&self) {
-        self.token.cancel();
-    }
-
     /// Resolves once shutdown has begun.
     pub async fn cancelled(&self) {
         self.token.cancelled().await
