@@ -44,7 +44,7 @@ struct Args {
         value_delimiter = ','
     )]
     event_log_dirs: Vec<PathBuf>,
-    /// How often the event-log directories are scanned.
+    /// How often the event-log directories are scanned even without a change notification (inotify); keep it short on NFS, where notifications do not arrive.
     #[arg(long, env = "HISTORY_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     poll_interval: Duration,
     /// How often followed pod logs are written to storage.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ingest_util::*;
 
 fn start_agent(dir: &str, port: u16) -> Daemon {
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .args([
             "agent",
             "--event-log-dir",

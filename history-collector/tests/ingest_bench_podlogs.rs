@@ -1,6 +1,6 @@
-//! Benchmark (ignored by default; run with `cargo test -p history-collector --release --test
-//! ingest_bench_podlogs -- --ignored --nocapture`): the collector's memory while it follows
-//! 500 pod logs at once from the fake Kubernetes API server.
+//! Benchmark (ignored by default; `bash history-collector/bench/ingest.sh podlogs` runs it
+//! against a release build of the collector): the collector's memory while it follows 500
+//! pod logs at once from the fake Kubernetes API server.
 
 mod ingest_util;
 

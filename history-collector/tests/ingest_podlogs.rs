@@ -7,24 +7,7 @@ mod ingest_util;
 use std::time::{Duration, Instant};
 
 use ingest_util::*;
-use k8s_openapi::api::core::v1::Pod;
 use sidecars_common::fake_kube::FakeApiServer;
-
-fn spark_pod(name: &str, app: &str, role: &str, exec: Option<&str>, container: &str) -> Pod {
-    let mut labels = serde_json::json!({"spark-role": role, "spark-app-selector": app});
-    if let Some(e) = exec {
-        labels["spark-exec-id"] = e.into();
-    }
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": "default", "labels": labels},
-        "spec": {"containers": [{"name": container, "image": "spark"}]},
-        "status": {"phase": "Running", "containerStatuses": [{
-            "name": container, "image": "spark", "imageID": "", "ready": true, "restartCount": 0,
-            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
-        }]}
-    }))
-    .expect("pod json")
-}
 
 async fn get_text(url: &str) -> Option<String> {
     let r = reqwest::get(url).await.ok()?;

@@ -41,7 +41,7 @@ pub struct AgentArgs {
     /// The collector's URL, e.g. http://history-collector:18080.
     #[arg(long, env = "HISTORY_AGENT_COLLECTOR")]
     pub collector: String,
-    /// How often the directories are scanned.
+    /// How often the directories are scanned even without a change notification.
     #[arg(long, env = "HISTORY_AGENT_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
     #[command(flatten)]
@@ -148,15 +148,14 @@ pub async fn main(args: AgentArgs) -> anyhow::Result<()> {
     shutdown.listen_for_signals();
     let sink = Arc::new(RemoteSink::new(&args.collector)?);
     tracing::info!(collector = %args.collector, dirs = ?args.event_log_dirs, "history agent started");
-    let mut tailer = Tailer::new(args.event_log_dirs, sink, TailMetrics::default());
-    let stop = shutdown.token();
-    loop {
-        tailer.poll_once().await;
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(args.poll_interval) => {}
-        }
-    }
+    let mut tailer = Tailer::new(args.event_log_dirs.clone(), sink, TailMetrics::default());
+    super::watcher::drive(
+        &mut tailer,
+        &args.event_log_dirs,
+        args.poll_interval,
+        &shutdown.token(),
+    )
+    .await;
     // bounded by the shutdown deadline: a dead collector must not keep the pod alive
     let _ = tokio::time::timeout(args.common.shutdown_timeout, tailer.poll_once()).await;
     Ok(())

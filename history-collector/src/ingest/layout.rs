@@ -352,6 +352,52 @@ impl LogStore {
         Ok((len, self.concat(pieces)))
     }
 
+    /// Reads at most the last `max` bytes of a logical file, without touching the bytes
+    /// before them (a resume needs only the tail of a log that may be gigabytes long).
+    /// Returns the offset the bytes start at and the bytes.
+    pub async fn read_tail(&self, key: &str, max: u64) -> Result<(u64, Bytes)> {
+        let (start, pieces) = match self.head_opt(key).await? {
+            Some(m) => {
+                let start = m.size.saturating_sub(max);
+                let pieces = if start < m.size {
+                    vec![(key.to_string(), start..m.size)]
+                } else {
+                    Vec::new()
+                };
+                (start, pieces)
+            }
+            None => {
+                let parts = self.parts(key).await?;
+                let (run, len) = Self::contiguous(&parts);
+                if run.is_empty() {
+                    return Err(StoreError::NotFound {
+                        url: self.store.object_url(key),
+                    }
+                    .into());
+                }
+                let start = len.saturating_sub(max);
+                let pieces = run
+                    .into_iter()
+                    .filter_map(|(p, skip)| {
+                        let lo = (p.start + skip).max(start);
+                        let hi = p.start + p.size;
+                        (hi > lo).then(|| (p.key, (lo - p.start)..(hi - p.start)))
+                    })
+                    .collect();
+                (start, pieces)
+            }
+        };
+        let mut buf = Vec::new();
+        self.concat(pieces)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|source| StoreError::Io {
+                url: self.store.object_url(key),
+                source,
+            })?;
+        Ok((start, buf.into()))
+    }
+
     /// Reads a whole (small) logical file into memory.
     pub async fn read_all(&self, key: &str) -> Result<Bytes> {
         let (len, mut body) = self.open(key).await?;
@@ -518,5 +564,39 @@ mod tests {
         );
         assert_eq!(ls.read_all(&key).await.unwrap(), expect);
         assert!(ls.parts(&key).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn read_tail_of_parts_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sidecars_common::objstore::open(
+            &format!("file://{}", dir.path().display()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let ls = LogStore::new(store);
+        let key = podlog_key("app", "1", "c");
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut off = 0;
+        for chunk in data.chunks(333) {
+            let c: &'static [u8] = Box::leak(chunk.to_vec().into_boxed_slice());
+            off = ls
+                .append(&key, off, c.len() as u64, reader(c))
+                .await
+                .unwrap();
+        }
+        for max in [0u64, 1, 100, 333, 1000, 4999, 5000, 9000] {
+            let (start, tail) = ls.read_tail(&key, max).await.unwrap();
+            assert_eq!(start, 5000u64.saturating_sub(max));
+            assert_eq!(&tail[..], &data[start as usize..], "max {max}");
+        }
+        ls.complete(&key).await.unwrap();
+        let (start, tail) = ls.read_tail(&key, 77).await.unwrap();
+        assert_eq!((start, &tail[..]), (4923, &data[4923..]));
+        assert!(matches!(
+            ls.read_tail("podlogs/none/1/c.log", 10).await,
+            Err(LayoutError::Store(StoreError::NotFound { .. }))
+        ));
     }
 }

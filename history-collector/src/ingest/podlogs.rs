@@ -156,30 +156,93 @@ fn followers_for(pod: &Pod) -> Vec<Follower> {
         .collect()
 }
 
+/// Longest line kept as one; a longer one (a runaway log statement) is stored in pieces of
+/// this size, each carrying the line's timestamp, so memory stays bounded and a resume
+/// still finds a timestamp on every stored line.
+const MAX_LINE: usize = 1 << 20;
+
+/// The lines of `r` without their newline, each with whether it was whole (`false`: a piece
+/// of a line longer than `max`, which continues in the next item). Cancel-safe as a stream:
+/// a partly read line stays in the stream's state.
+fn bounded_lines<R: futures::AsyncBufRead + Unpin + Send + 'static>(
+    r: R,
+    max: usize,
+) -> impl futures::Stream<Item = std::io::Result<(Vec<u8>, bool)>> + Send {
+    futures::stream::try_unfold(r, move |mut r| async move {
+        let mut line = Vec::new();
+        loop {
+            let buf = r.fill_buf().await?;
+            if buf.is_empty() {
+                // the stream ended; a last line without newline is still a line
+                return Ok((!line.is_empty()).then_some(((line, true), r)));
+            }
+            let window = &buf[..buf.len().min(max - line.len())];
+            if let Some(i) = window.iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&window[..i]);
+                r.consume_unpin(i + 1);
+                return Ok(Some(((line, true), r)));
+            }
+            let n = window.len();
+            line.extend_from_slice(window);
+            r.consume_unpin(n);
+            if line.len() >= max {
+                return Ok(Some(((line, false), r)));
+            }
+        }
+    })
+}
+
 /// The timestamp of a `timestamps=true` log line.
 fn line_ts(line: &str) -> Option<Timestamp> {
     line.split_once(' ')?.0.parse().ok()
 }
 
+/// The first tail window read to find the resume point; doubled while it holds nothing but
+/// lines of the last timestamp.
+const RESUME_WINDOW: u64 = 64 << 10;
+
 /// The last stored line's timestamp and how many stored lines at the end carry exactly it.
+/// Reads only the stored tail (a window grown until it reaches a line with an earlier
+/// timestamp), never the whole log, which may be gigabytes.
 async fn resume_point(store: &LogStore, key: &str) -> anyhow::Result<Option<(Timestamp, usize)>> {
-    let data = match store.read_all(key).await {
-        Ok(d) => d,
-        Err(super::layout::LayoutError::Store(
-            sidecars_common::objstore::StoreError::NotFound { .. },
-        )) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let text = String::from_utf8_lossy(&data);
+    let mut window = RESUME_WINDOW;
+    loop {
+        let (start, data) = match store.read_tail(key, window).await {
+            Ok(t) => t,
+            Err(super::layout::LayoutError::Store(
+                sidecars_common::objstore::StoreError::NotFound { .. },
+            )) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let whole = start == 0;
+        // a window that starts inside the file may start inside a line: drop that piece
+        let body = if whole {
+            &data[..]
+        } else {
+            data.iter()
+                .position(|&b| b == b'\n')
+                .map_or(&[][..], |i| &data[i + 1..])
+        };
+        let (last, bounded) = last_ts_run(&String::from_utf8_lossy(body));
+        if bounded || whole {
+            return Ok(last);
+        }
+        window = window.saturating_mul(2);
+    }
+}
+
+/// The last line's timestamp and how many lines at the end carry it, and whether a line
+/// before that run was seen (so the run is complete).
+fn last_ts_run(text: &str) -> (Option<(Timestamp, usize)>, bool) {
     let mut last: Option<(Timestamp, usize)> = None;
     for line in text.lines().rev() {
         match (line_ts(line), last) {
             (Some(ts), None) => last = Some((ts, 1)),
             (Some(ts), Some((t, n))) if ts == t => last = Some((t, n + 1)),
-            _ => break,
+            _ => return (last, true),
         }
     }
-    Ok(last)
+    (last, false)
 }
 
 async fn follow(
@@ -237,7 +300,9 @@ async fn follow_once(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut lines = stream.lines();
+    let mut lines = bounded_lines(stream, MAX_LINE).boxed();
+    // the timestamp of a line cut into pieces, given to the pieces after the first
+    let mut cut_ts: Option<String> = None;
     let mut offset = stored.len;
     let mut buf: Vec<u8> = Vec::new();
     let mut skip_same = resume.map_or(0, |(_, n)| n);
@@ -248,7 +313,14 @@ async fn follow_once(
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
             line = lines.next() => match line {
-                Some(Ok(line)) => {
+                Some(Ok((piece, whole))) => {
+                    let line = match cut_ts.take() {
+                        Some(ts) => format!("{ts} {}", String::from_utf8_lossy(&piece)),
+                        None => String::from_utf8_lossy(&piece).into_owned(),
+                    };
+                    if !whole {
+                        cut_ts = line.split_once(' ').map(|(ts, _)| ts.to_string());
+                    }
                     if let (Some((t, _)), Some(ts)) = (resume, line_ts(&line)) {
                         if ts < t {
                             continue;
@@ -298,4 +370,163 @@ async fn follow_once(
         tracing::info!(pod = %f.pod, container = %f.container, bytes = offset, "pod log stored complete");
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use sidecars_common::objstore::{GetResult, ObjectMeta, ObjectStore, Reader};
+
+    /// Counts the bytes read through `get`.
+    #[derive(Debug)]
+    struct Counting {
+        inner: Arc<dyn ObjectStore>,
+        read: AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Counting {
+        fn url(&self) -> &str {
+            self.inner.url()
+        }
+        async fn put(
+            &self,
+            key: &str,
+            body: Reader,
+        ) -> sidecars_common::objstore::Result<ObjectMeta> {
+            self.inner.put(key, body).await
+        }
+        async fn get(
+            &self,
+            key: &str,
+            range: Option<Range<u64>>,
+        ) -> sidecars_common::objstore::Result<GetResult> {
+            let got = self.inner.get(key, range).await?;
+            self.read
+                .fetch_add(got.range.end - got.range.start, Ordering::SeqCst);
+            Ok(got)
+        }
+        async fn head(&self, key: &str) -> sidecars_common::objstore::Result<ObjectMeta> {
+            self.inner.head(key).await
+        }
+        async fn list(&self, prefix: &str) -> sidecars_common::objstore::Result<Vec<ObjectMeta>> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> sidecars_common::objstore::Result<()> {
+            self.inner.delete(key).await
+        }
+    }
+
+    fn line(ts: Timestamp, i: usize) -> String {
+        format!("{ts} executor line {i} {}\n", "p".repeat(i % 97))
+    }
+
+    #[tokio::test]
+    async fn resume_reads_only_the_tail_of_a_huge_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = sidecars_common::objstore::open(
+            &format!("file://{}", dir.path().display()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let counting = Arc::new(Counting {
+            inner,
+            read: AtomicU64::new(0),
+        });
+        let ls = LogStore::new(counting.clone());
+        let key = podlog_key("spark-big", "1", "spark-kubernetes-executor");
+        let base = Timestamp::from_second(1_780_000_000).unwrap();
+        let last = Timestamp::new(1_780_000_900, 123_456_789).unwrap();
+        // 24 MiB of lines with distinct timestamps, then 3000 lines (~400 KiB, more than the
+        // first window) all at the last timestamp
+        let mut text = String::new();
+        let mut i = 0usize;
+        while text.len() < 24 << 20 {
+            let ts = Timestamp::new(
+                base.as_second() + (i / 1000) as i64,
+                (i % 1000) as i32 * 1000,
+            )
+            .unwrap();
+            text.push_str(&line(ts, i));
+            i += 1;
+        }
+        for j in 0..3000 {
+            text.push_str(&line(last, i + j));
+        }
+        let mut off = 0;
+        for chunk in text.as_bytes().chunks(3 << 20) {
+            let body = Box::pin(std::io::Cursor::new(chunk.to_vec()));
+            off = ls
+                .append(&key, off, chunk.len() as u64, body)
+                .await
+                .unwrap();
+        }
+        for complete in [false, true] {
+            if complete {
+                ls.complete(&key).await.unwrap();
+            }
+            counting.read.store(0, Ordering::SeqCst);
+            let got = resume_point(&ls, &key).await.unwrap();
+            assert_eq!(got, Some((last, 3000)), "complete: {complete}");
+            let read = counting.read.load(Ordering::SeqCst);
+            assert!(
+                read < 1 << 20,
+                "resume read {read} bytes of a {} byte log (complete: {complete})",
+                text.len()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn huge_lines_come_in_bounded_pieces() {
+        let mut text = b"2026-01-01T00:00:00Z short\n2026-01-01T00:00:01Z ".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 25));
+        text.extend_from_slice(b"\nlast without newline");
+        let r = futures::io::BufReader::with_capacity(7, futures::io::Cursor::new(text));
+        let got: Vec<(Vec<u8>, bool)> = bounded_lines(r, 16).try_collect().await.unwrap();
+        let got: Vec<(String, bool)> = got
+            .into_iter()
+            .map(|(l, w)| (String::from_utf8(l).unwrap(), w))
+            .collect();
+        let want = [
+            ("2026-01-01T00:00", false),
+            (":00Z short", true),
+            ("2026-01-01T00:00", false),
+            (":01Z xxxxxxxxxxx", false),
+            ("xxxxxxxxxxxxxx", true),
+            ("last without new", false),
+            ("line", true),
+        ];
+        let want: Vec<(String, bool)> = want.iter().map(|(l, w)| (l.to_string(), *w)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn resume_point_of_short_and_missing_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sidecars_common::objstore::open(
+            &format!("file://{}", dir.path().display()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let ls = LogStore::new(store);
+        let key = podlog_key("spark-small", "driver", "c");
+        assert_eq!(resume_point(&ls, &key).await.unwrap(), None);
+        let t = Timestamp::new(1_780_000_000, 5).unwrap();
+        let text = format!("{}{}", line(t, 0), line(t, 1));
+        ls.append(
+            &key,
+            0,
+            text.len() as u64,
+            Box::pin(std::io::Cursor::new(text.into_bytes())),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resume_point(&ls, &key).await.unwrap(), Some((t, 2)));
+    }
 }

@@ -481,4 +481,58 @@ mod tests {
             b"this is not zstd at all"
         );
     }
+
+    #[tokio::test]
+    async fn huge_lines_and_rewritten_files() {
+        let (src, _dst, ls) = setup().await;
+        let sink = Arc::new(StoreSink { store: ls.clone() });
+        let mut t = Tailer::new(vec![src.path().to_path_buf()], sink, TailMetrics::default());
+        let key = eventlog_key("app-h", "app-h.inprogress");
+        let ip = src.path().join("app-h.inprogress");
+        let mut f = std::fs::File::create(&ip).unwrap();
+        f.write_all(b"{\"Event\":\"first\"}\n").unwrap();
+        // a 6 MiB line written over several polls: nothing of it is stored until it ends
+        let huge = format!("{{\"Event\":\"big\",\"x\":\"{}\"}}\n", "x".repeat(6 << 20));
+        for piece in huge.as_bytes()[..huge.len() - 1].chunks(2 << 20) {
+            f.write_all(piece).unwrap();
+            t.poll_once().await;
+            assert_eq!(
+                &ls.read_all(&key).await.unwrap()[..],
+                b"{\"Event\":\"first\"}\n"
+            );
+        }
+        f.write_all(b"\n").unwrap();
+        t.poll_once().await;
+        assert_eq!(
+            ls.read_all(&key).await.unwrap(),
+            std::fs::read(&ip).unwrap()
+        );
+
+        // the file is truncated and rewritten in place, shorter: copied again from scratch
+        drop(f);
+        std::fs::write(&ip, b"{\"Event\":\"new\"}\n").unwrap();
+        t.poll_once().await;
+        assert_eq!(
+            &ls.read_all(&key).await.unwrap()[..],
+            b"{\"Event\":\"new\"}\n"
+        );
+        // replaced by another file (a new inode) under the same name: copied again
+        let other = src.path().join("tmp-other");
+        std::fs::write(&other, b"{\"Event\":\"replaced\"}\n{\"Event\":\"more\"}\n").unwrap();
+        std::fs::rename(&other, &ip).unwrap();
+        t.poll_once().await;
+        assert_eq!(
+            ls.read_all(&key).await.unwrap(),
+            std::fs::read(&ip).unwrap()
+        );
+        // a restarted tailer (no memory of inodes) sees a shorter source than stored: recopies
+        let mut t2 = Tailer::new(
+            vec![src.path().to_path_buf()],
+            Arc::new(StoreSink { store: ls.clone() }),
+            TailMetrics::default(),
+        );
+        std::fs::write(&ip, b"{}\n").unwrap();
+        t2.poll_once().await;
+        assert_eq!(&ls.read_all(&key).await.unwrap()[..], b"{}\n");
+    }
 }

@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_history-collector");
+/// The collector binary: `$HISTORY_COLLECTOR_BIN` when set (the benchmarks point it at a
+/// release build), else the one cargo built for these tests.
+pub fn bin() -> String {
+    std::env::var("HISTORY_COLLECTOR_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_history-collector").to_string())
+}
 
 /// A free loopback port (bound and released; the race is harmless in practice).
 pub fn free_port() -> u16 {
@@ -49,7 +54,13 @@ pub fn start_collector(args: &[&str]) -> Daemon {
 }
 
 pub fn start_collector_on(port: u16, args: &[&str]) -> Daemon {
-    let child = Command::new(BIN)
+    start_collector_env(port, args, &[])
+}
+
+/// Starts the collector with extra environment variables (e.g. a Garage server's).
+pub fn start_collector_env(port: u16, args: &[&str], env: &[(&str, String)]) -> Daemon {
+    let child = Command::new(bin())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args([
             "--bind",
             "127.0.0.1",
@@ -80,6 +91,29 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A Running Spark pod as the Kubernetes API shows it, with one container.
+pub fn spark_pod(
+    name: &str,
+    app: &str,
+    role: &str,
+    exec: Option<&str>,
+    container: &str,
+) -> k8s_openapi::api::core::v1::Pod {
+    let mut labels = serde_json::json!({"spark-role": role, "spark-app-selector": app});
+    if let Some(e) = exec {
+        labels["spark-exec-id"] = e.into();
+    }
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": {"containers": [{"name": container, "image": "spark"}]},
+        "status": {"phase": "Running", "containerStatuses": [{
+            "name": container, "image": "spark", "imageID": "", "ready": true, "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+        }]}
+    }))
+    .expect("pod json")
 }
 
 /// Every file under `dir`, by `/`-separated relative path.
