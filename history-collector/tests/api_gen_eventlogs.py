@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 
-from pyspark import TaskContext
+from pyspark import StorageLevel, TaskContext
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -63,6 +63,21 @@ def main_workload(spark):
         sc.parallelize(range(10), 2).mapPartitions(always_fail).collect()
     except Exception:
         pass
+    # storage: an RDD kept on disk, one dropped again (unpersist)
+    sc.parallelize(range(300), 3).persist(StorageLevel.DISK_ONLY).count()
+    dropped = sc.parallelize(range(50), 2).cache()
+    dropped.count()
+    dropped.unpersist(blocking=True)
+    # adaptive execution (plan updates, several jobs per execution, a modified config)
+    spark.conf.set("spark.sql.adaptive.enabled", "true")
+    people.join(depts, "dept").groupBy("dname").agg(F.avg("id").alias("a")).collect()
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    # a failing SQL query
+    try:
+        boom = F.udf(lambda x: 1 // (x - x), "int")
+        spark.range(0, 10, 1, 2).select(boom("id")).collect()
+    except Exception:
+        pass
 
 
 def small_workload(spark):
@@ -70,8 +85,10 @@ def small_workload(spark):
     df.groupBy((df.id % 7).alias("k")).count().collect()
 
 
+# block updates make the storage endpoints and executors' memory use meaningful
+blocks = {"spark.eventLog.logBlockUpdates.enabled": "true"}
 if major < 4:
-    s = session("parity-main-plain")
+    s = session("parity-main-plain", **blocks)
     main_workload(s)
     s.stop()
     s = session("parity-lz4", **{"spark.eventLog.compress": "true", "spark.eventLog.compression.codec": "lz4"})
@@ -84,7 +101,7 @@ if major < 4:
     small_workload(s)
     s.stop()
 else:
-    s = session("parity-main-rolling-zstd")
+    s = session("parity-main-rolling-zstd", **blocks)
     main_workload(s)
     s.stop()
     s = session("parity-lzf", **{"spark.eventLog.rolling.enabled": "false", "spark.eventLog.compression.codec": "lzf"})
