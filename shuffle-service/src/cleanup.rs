@@ -2,7 +2,12 @@
 //! finds out on its own: on Kubernetes by watching driver pods (`spark-role=driver`, app id in
 //! the `spark-app-selector` label) and removing an app once its driver pod is gone or has
 //! finished; everywhere, by a TTL after the app was last heard from.
+//!
+//! Drivers can also go away while the service is down. So at start one list of driver pods
+//! is compared with the registrations restored from `--state-dir`: a restored app with no
+//! running driver pod is removed then.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,17 +53,59 @@ fn finished(pod: &Pod) -> bool {
     )
 }
 
+/// Lists driver pods once and removes each app in `restored` (registered before this start)
+/// that has no running driver pod: its driver went away while the service was down, so no
+/// watch event will ever name it. A failed list removes nothing.
+pub async fn remove_orphans(
+    service: &Service,
+    client: &kube::Client,
+    namespaces: &[String],
+    restored: HashSet<String>,
+) {
+    if restored.is_empty() {
+        return;
+    }
+    let mut live = HashSet::new();
+    let params = kube::api::ListParams::default().labels(DRIVER_SELECTOR);
+    for api in sidecars_common::kube::pod_apis(client, namespaces) {
+        match api.list(&params).await {
+            Ok(pods) => live.extend(
+                pods.items
+                    .iter()
+                    .filter(|p| !finished(p))
+                    .filter_map(|p| app_id(p).map(str::to_owned)),
+            ),
+            Err(e) => {
+                service.metrics.error("kube_watch");
+                tracing::warn!(error = %e, "cannot list driver pods; restored applications are kept");
+                return;
+            }
+        }
+    }
+    for app in restored.difference(&live) {
+        service
+            .remove_app(app, "no running driver pod after a restart")
+            .await;
+    }
+}
+
 /// Watches driver pods and removes each app whose driver pod is deleted or has finished.
+/// `restored` holds the apps registered before this start, checked once by [`remove_orphans`].
 pub async fn driver_watch(
     service: Arc<Service>,
     client: kube::Client,
     namespaces: Vec<String>,
+    restored: HashSet<String>,
     token: CancellationToken,
 ) {
     let config = watcher::Config::default().labels(DRIVER_SELECTOR);
     let mut events = sidecars_common::kube::watch_pods(&client, &namespaces, config)
         .default_backoff()
         .boxed();
+    tokio::select! {
+        _ = remove_orphans(&service, &client, &namespaces, restored) => {}
+        _ = token.cancelled() => return,
+    }
     loop {
         let ev = tokio::select! {
             ev = events.next() => ev,

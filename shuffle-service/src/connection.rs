@@ -2,10 +2,14 @@
 //! each to the handler in arrival order, and a writer that sends replies in the same order,
 //! file-backed bodies straight from the page cache with sendfile(2).
 //!
-//! A malformed frame ends this connection only, with the reason logged.
+//! A malformed frame ends this connection only, with the reason logged. A connection with
+//! nothing read or written for the idle timeout and no reply pending is closed, as Spark's
+//! server does after `spark.shuffle.io.connectionTimeout`.
 
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, Interest};
@@ -34,6 +38,41 @@ pub enum Outgoing {
 /// Replies queued per connection before the reader stops reading (backpressure).
 const QUEUE: usize = 256;
 
+/// When the connection last read or wrote, and whether the writer is in the middle of a batch;
+/// shared by the reader (which enforces the idle timeout) and the writer.
+struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+    writing: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            writing: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Resolves when the connection may have been idle for `timeout`; never without a timeout.
+async fn idle_deadline(timeout: Option<Duration>, activity: &Activity) {
+    match timeout {
+        Some(t) => tokio::time::sleep_until((activity.last() + t).into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 pub async fn serve(stream: TcpStream, service: Arc<Service>, token: CancellationToken) {
     let peer = stream
         .peer_addr()
@@ -44,41 +83,52 @@ pub async fn serve(stream: TcpStream, service: Arc<Service>, token: Cancellation
     service.metrics.connections.inc();
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Outgoing>(QUEUE);
+    let activity = Arc::new(Activity::new());
     let writer_service = service.clone();
     let writer_peer = peer.clone();
-    let writer =
-        tokio::spawn(async move { write_loop(wr, rx, &writer_service, &writer_peer).await });
+    let writer_activity = activity.clone();
+    let writer = tokio::spawn(async move {
+        write_loop(wr, rx, &writer_service, &writer_peer, &writer_activity).await
+    });
+    let idle_timeout = service.config.idle_timeout;
 
     let mut state = ConnState::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let max = service.config.max_frame_size;
     'conn: loop {
-        // Hand every complete frame in the buffer to the handler before reading more.
+        // Decode every complete frame in the buffer and hand them over together, so a run of
+        // pipelined chunk requests is resolved in one go.
+        let mut msgs = Vec::new();
+        let mut bad = false;
         loop {
             match check_frame(&buf, max) {
                 Ok(FrameCheck::Ready(n)) => {
                     let mut frame = buf.split_to(n).freeze();
                     frame.advance(crate::protocol::frame::LENGTH_SIZE);
                     match Message::decode(frame) {
-                        Ok(msg) => {
-                            if !service.handle(msg, &mut state, &tx).await {
-                                break 'conn;
-                            }
-                        }
+                        Ok(msg) => msgs.push(msg),
                         Err(e) => {
                             tracing::warn!(%peer, error = %e, "malformed message; closing connection");
-                            service.metrics.error("malformed_frame");
-                            break 'conn;
+                            bad = true;
+                            break;
                         }
                     }
                 }
                 Ok(FrameCheck::Incomplete) => break,
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "bad frame; closing connection");
-                    service.metrics.error("malformed_frame");
-                    break 'conn;
+                    bad = true;
+                    break;
                 }
             }
+        }
+        // Messages before a malformed frame are still answered, as they were sent first.
+        if !msgs.is_empty() && !service.handle_batch(msgs, &mut state, &tx).await {
+            break 'conn;
+        }
+        if bad {
+            service.metrics.error("malformed_frame");
+            break 'conn;
         }
         if buf.capacity() - buf.len() < 8 * 1024 {
             buf.reserve(64 * 1024);
@@ -86,13 +136,25 @@ pub async fn serve(stream: TcpStream, service: Arc<Service>, token: Cancellation
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(_) => activity.touch(),
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "read failed; closing connection");
                     break;
                 }
             },
             _ = token.cancelled() => break,
+            _ = idle_deadline(idle_timeout, &activity) => {
+                // The writer may have been busy since: only a connection with nothing queued,
+                // nothing being written and no traffic for the whole timeout is idle.
+                let quiet = idle_timeout.is_some_and(|t| activity.last().elapsed() >= t);
+                let pending = tx.capacity() < tx.max_capacity()
+                    || activity.writing.load(Ordering::Acquire);
+                if quiet && !pending {
+                    tracing::info!(%peer, timeout = ?idle_timeout, "closing idle connection (--idle-timeout)");
+                    service.metrics.idle_closed.inc();
+                    break;
+                }
+            }
         }
     }
     state.close(&service);
@@ -106,10 +168,12 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outgoing>,
     service: &Service,
     peer: &str,
+    activity: &Activity,
 ) {
     let sock: &TcpStream = wr.as_ref();
     let mut batch = Vec::with_capacity(64);
     while rx.recv_many(&mut batch, 64).await > 0 {
+        activity.writing.store(true, Ordering::Release);
         let n = batch.len();
         for (i, item) in batch.drain(..).enumerate() {
             // MSG_MORE lets small headers and frames share packets with what follows.
@@ -134,7 +198,9 @@ async fn write_loop(
                 let _ = sock_shutdown(sock);
                 return;
             }
+            activity.touch();
         }
+        activity.writing.store(false, Ordering::Release);
     }
 }
 

@@ -47,6 +47,10 @@ struct Args {
     /// Largest frame accepted from a client (requests are small; this bounds memory).
     #[arg(long, env = "SHUFFLE_MAX_FRAME_SIZE", default_value = "16MiB", value_parser = parse_byte_size)]
     max_frame_size: u64,
+    /// Close a client connection idle for this long with no reply pending, as Spark's
+    /// `spark.shuffle.io.connectionTimeout` does; 0 keeps idle connections open.
+    #[arg(long, env = "SHUFFLE_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    idle_timeout: Duration,
     /// Most concurrent client connections.
     #[arg(long, env = "SHUFFLE_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
@@ -60,6 +64,11 @@ struct Args {
     /// How often to look for applications past --app-ttl.
     #[arg(long, env = "SHUFFLE_CLEANUP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     cleanup_interval: Duration,
+    /// On Kubernetes, remove applications restored from --state-dir whose driver pod is gone
+    /// or finished by the time the service starts. Turn off when client-mode drivers (not
+    /// pods) use this service.
+    #[arg(long, env = "SHUFFLE_REMOVE_ORPHANS_AT_START", default_value_t = true, action = clap::ArgAction::Set)]
+    remove_orphans_at_start: bool,
     #[command(flatten)]
     kube: KubeArgs,
     #[command(flatten)]
@@ -88,6 +97,11 @@ async fn main() -> anyhow::Result<()> {
         took_ms = started.elapsed().as_millis() as u64,
         "registrations restored"
     );
+    let restored_apps: std::collections::HashSet<String> = if args.remove_orphans_at_start {
+        registry.app_ids().into_iter().collect()
+    } else {
+        Default::default()
+    };
     let mut prom = prometheus_client::registry::Registry::default();
     metrics.register(&mut prom);
     let admin = Admin::new(prom);
@@ -96,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         ServiceConfig {
             max_frame_size: usize::try_from(args.max_frame_size).unwrap_or(usize::MAX),
+            idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         },
         usize::try_from(args.index_cache_size).unwrap_or(usize::MAX),
     ));
@@ -126,10 +141,18 @@ async fn main() -> anyhow::Result<()> {
                 service.clone(),
                 client,
                 args.kube.namespaces.clone(),
+                restored_apps,
                 token.clone(),
             ));
         }
+        Ok(None) if args.app_ttl.is_zero() => tracing::warn!(
+            "no Kubernetes and --app-ttl 0: applications' files are never removed by this service"
+        ),
         Ok(None) => tracing::info!("no Kubernetes: applications are removed by --app-ttl only"),
+        Err(e) if args.app_ttl.is_zero() => tracing::warn!(
+            error = %format!("{e:#}"),
+            "cannot use Kubernetes, and --app-ttl 0: applications' files are never removed by this service"
+        ),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "cannot use Kubernetes; applications are removed by --app-ttl only")
         }

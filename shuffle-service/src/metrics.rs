@@ -21,6 +21,7 @@ pub struct Metrics {
     pub open_blocks_latency: Histogram,
     pub errors: Family<ErrorLabels, Counter>,
     pub apps_removed: Counter,
+    pub idle_closed: Counter,
 }
 
 impl Default for Metrics {
@@ -35,6 +36,7 @@ impl Default for Metrics {
             open_blocks_latency: Histogram::new(exponential_buckets(0.000_05, 4.0, 10)),
             errors: Family::default(),
             apps_removed: Counter::default(),
+            idle_closed: Counter::default(),
         }
     }
 }
@@ -82,6 +84,11 @@ impl Metrics {
             "apps_removed",
             "Applications whose registrations and files were removed",
             self.apps_removed.clone(),
+        );
+        r.register(
+            "idle_connections_closed",
+            "Connections closed after --idle-timeout with nothing pending",
+            self.idle_closed.clone(),
         );
     }
 

@@ -18,16 +18,19 @@ use crate::metrics::Metrics;
 use crate::protocol::frame::{chunk_success_header, stream_response_header};
 use crate::protocol::{BlockTransferMessage, Message};
 use crate::registry::Registry;
-use crate::resolver::{FileSegment, Resolver};
+use crate::resolver::{ExecutorLayout, Resolver};
 
 pub struct ServiceConfig {
     pub max_frame_size: usize,
+    /// Close a connection after this long with nothing read or written and no reply pending
+    /// (Spark's `spark.shuffle.io.connectionTimeout`); `None` keeps idle connections open.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Shared by every connection.
 pub struct Service {
     pub registry: Arc<Registry>,
-    pub resolver: Resolver,
+    pub resolver: Arc<Resolver>,
     pub metrics: Metrics,
     pub config: ServiceConfig,
     next_stream_id: AtomicI64,
@@ -56,8 +59,26 @@ impl ConnState {
     }
 }
 
-/// Outcome of handing out one chunk.
-type ChunkResult = Result<FileSegment, String>;
+/// Which block a chunk or stream request names, once the stream bookkeeping is done: resolving
+/// it to a file is left for a blocking thread.
+struct ChunkLookup {
+    app_id: String,
+    exec_id: String,
+    layout: Arc<ExecutorLayout>,
+    block: BlockRef,
+}
+
+/// How to answer one chunk or stream request.
+enum Reply {
+    Chunk { stream_id: i64, chunk_index: i32 },
+    Stream { stream_id: String },
+}
+
+/// A chunk or stream request waiting for its file.
+struct PendingChunk {
+    reply: Reply,
+    lookup: Result<ChunkLookup, String>,
+}
 
 impl Service {
     pub fn new(
@@ -74,7 +95,7 @@ impl Service {
             & 0x3fff_ffff_ffff;
         Self {
             registry,
-            resolver: Resolver::new(index_cache_bytes),
+            resolver: Arc::new(Resolver::new(index_cache_bytes)),
             metrics,
             config,
             next_stream_id: AtomicI64::new(seed),
@@ -120,46 +141,15 @@ impl Service {
             Message::ChunkFetchRequest {
                 stream_id,
                 chunk_index,
-            } => match self.chunk(conn, stream_id, chunk_index) {
-                Ok(seg) => Outgoing::File {
-                    header: chunk_success_header(stream_id, chunk_index, seg.len).freeze(),
-                    body: seg,
-                },
-                Err(error) => {
-                    self.metrics.error("chunk_fetch");
-                    Outgoing::Frame(
-                        Message::ChunkFetchFailure {
-                            stream_id,
-                            chunk_index,
-                            error,
-                        }
-                        .encode()
-                        .freeze(),
-                    )
-                }
-            },
+            } => {
+                return self
+                    .send_chunks(vec![self.pending_chunk(conn, stream_id, chunk_index)], tx)
+                    .await
+            }
             Message::StreamRequest { stream_id } => {
-                let parsed = parse_stream_chunk_id(&stream_id);
-                let res = match parsed {
-                    Some((s, c)) => self.chunk(conn, s, c),
-                    None => Err(format!(
-                        "java.lang.IllegalArgumentException: Stream id and chunk index should be specified: {stream_id}"
-                    )),
-                };
-                match res {
-                    Ok(seg) => Outgoing::File {
-                        header: stream_response_header(&stream_id, seg.len).freeze(),
-                        body: seg,
-                    },
-                    Err(error) => {
-                        self.metrics.error("stream");
-                        Outgoing::Frame(
-                            Message::StreamFailure { stream_id, error }
-                                .encode()
-                                .freeze(),
-                        )
-                    }
-                }
+                return self
+                    .send_chunks(vec![self.pending_stream(conn, stream_id)], tx)
+                    .await
             }
             Message::UploadStream {
                 request_id, meta, ..
@@ -206,8 +196,149 @@ impl Service {
         tx.send(out).await.is_ok()
     }
 
-    /// The next chunk of a stream of this connection (ChunkFetchRequest and StreamRequest).
-    fn chunk(&self, conn: &mut ConnState, stream_id: i64, chunk_index: i32) -> ChunkResult {
+    /// Handles messages in arrival order; runs of chunk and stream requests (a client
+    /// pipelines one per block) have their files opened together on one blocking thread.
+    /// False means close the connection.
+    pub async fn handle_batch(
+        &self,
+        msgs: Vec<Message>,
+        conn: &mut ConnState,
+        tx: &mpsc::Sender<Outgoing>,
+    ) -> bool {
+        let mut run: Vec<PendingChunk> = Vec::new();
+        for msg in msgs {
+            match msg {
+                Message::ChunkFetchRequest {
+                    stream_id,
+                    chunk_index,
+                } => run.push(self.pending_chunk(conn, stream_id, chunk_index)),
+                Message::StreamRequest { stream_id } => {
+                    run.push(self.pending_stream(conn, stream_id))
+                }
+                other => {
+                    if !run.is_empty() && !self.send_chunks(std::mem::take(&mut run), tx).await {
+                        return false;
+                    }
+                    if !self.handle(other, conn, tx).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        run.is_empty() || self.send_chunks(run, tx).await
+    }
+
+    fn pending_chunk(
+        &self,
+        conn: &mut ConnState,
+        stream_id: i64,
+        chunk_index: i32,
+    ) -> PendingChunk {
+        PendingChunk {
+            reply: Reply::Chunk {
+                stream_id,
+                chunk_index,
+            },
+            lookup: self.next_chunk(conn, stream_id, chunk_index),
+        }
+    }
+
+    fn pending_stream(&self, conn: &mut ConnState, stream_id: String) -> PendingChunk {
+        let lookup = match parse_stream_chunk_id(&stream_id) {
+            Some((s, c)) => self.next_chunk(conn, s, c),
+            None => Err(format!(
+                "java.lang.IllegalArgumentException: Stream id and chunk index should be specified: {stream_id}"
+            )),
+        };
+        PendingChunk {
+            reply: Reply::Stream { stream_id },
+            lookup,
+        }
+    }
+
+    /// Opens the files of `run` off the async threads, then queues the replies in order.
+    async fn send_chunks(&self, run: Vec<PendingChunk>, tx: &mpsc::Sender<Outgoing>) -> bool {
+        let resolver = self.resolver.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            run.into_iter()
+                .map(|p| {
+                    let seg = p.lookup.and_then(|l| {
+                        resolver.block(&l.layout, &l.block).map_err(|e| {
+                            tracing::info!(app_id = l.app_id, exec_id = l.exec_id, block = %l.block, error = %e, "cannot serve block");
+                            e.to_string()
+                        })
+                    });
+                    (p.reply, seg)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let resolved = match resolved {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "block lookup task failed; closing connection");
+                self.metrics.error("internal");
+                return false;
+            }
+        };
+        for (reply, seg) in resolved {
+            let out = match (reply, seg) {
+                (
+                    Reply::Chunk {
+                        stream_id,
+                        chunk_index,
+                    },
+                    Ok(seg),
+                ) => Outgoing::File {
+                    header: chunk_success_header(stream_id, chunk_index, seg.len).freeze(),
+                    body: seg,
+                },
+                (
+                    Reply::Chunk {
+                        stream_id,
+                        chunk_index,
+                    },
+                    Err(error),
+                ) => {
+                    self.metrics.error("chunk_fetch");
+                    Outgoing::Frame(
+                        Message::ChunkFetchFailure {
+                            stream_id,
+                            chunk_index,
+                            error,
+                        }
+                        .encode()
+                        .freeze(),
+                    )
+                }
+                (Reply::Stream { stream_id }, Ok(seg)) => Outgoing::File {
+                    header: stream_response_header(&stream_id, seg.len).freeze(),
+                    body: seg,
+                },
+                (Reply::Stream { stream_id }, Err(error)) => {
+                    self.metrics.error("stream");
+                    Outgoing::Frame(
+                        Message::StreamFailure { stream_id, error }
+                            .encode()
+                            .freeze(),
+                    )
+                }
+            };
+            if tx.send(out).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Advances a stream of this connection to its next chunk (ChunkFetchRequest and
+    /// StreamRequest) and says which block that is; no file is touched here.
+    fn next_chunk(
+        &self,
+        conn: &mut ConnState,
+        stream_id: i64,
+        chunk_index: i32,
+    ) -> Result<ChunkLookup, String> {
         let Some(stream) = conn.streams.get_mut(&stream_id) else {
             return Err(format!(
                 "java.lang.IllegalStateException: Requested chunk not available since streamId {stream_id} is closed"
@@ -235,9 +366,11 @@ impl Service {
             .registry
             .get(&app_id, &exec_id)
             .map_err(|e| e.to_string())?;
-        self.resolver.block(&layout, &block).map_err(|e| {
-            tracing::info!(app_id, exec_id, %block, error = %e, "cannot serve block");
-            e.to_string()
+        Ok(ChunkLookup {
+            app_id,
+            exec_id,
+            layout,
+            block,
         })
     }
 
@@ -376,16 +509,22 @@ impl Service {
                     .registry
                     .get(&app_id, &exec_id)
                     .map_err(|e| e.to_string())?;
-                let mut removed = 0i32;
-                for id in &block_ids {
-                    match parse_removable_file(id) {
-                        Some(name) if self.resolver.remove_file(&layout, name) => removed += 1,
-                        Some(_) => {}
-                        None => {
-                            tracing::warn!(app_id, exec_id, block_id = %id, "refusing to remove a file that is not a block")
+                let resolver = self.resolver.clone();
+                let removed = tokio::task::spawn_blocking(move || {
+                    let mut removed = 0i32;
+                    for id in &block_ids {
+                        match parse_removable_file(id) {
+                            Some(name) if resolver.remove_file(&layout, name) => removed += 1,
+                            Some(_) => {}
+                            None => {
+                                tracing::warn!(app_id, exec_id, block_id = %id, "refusing to remove a file that is not a block")
+                            }
                         }
                     }
-                }
+                    removed
+                })
+                .await
+                .map_err(|e| format!("java.lang.RuntimeException: block removal task failed: {e}"))?;
                 Ok(BlockTransferMessage::BlocksRemoved {
                     num_removed_blocks: removed,
                 }
@@ -415,9 +554,12 @@ impl Service {
                     .registry
                     .get(&app_id, &exec_id)
                     .map_err(|e| e.to_string())?;
-                let cause = self
-                    .resolver
-                    .diagnose(&layout, shuffle_id, map_id, reduce_id, checksum, &algorithm);
+                let resolver = self.resolver.clone();
+                let cause = tokio::task::spawn_blocking(move || {
+                    resolver.diagnose(&layout, shuffle_id, map_id, reduce_id, checksum, &algorithm)
+                })
+                .await
+                .map_err(|e| format!("java.lang.RuntimeException: diagnosis task failed: {e}"))?;
                 tracing::info!(
                     app_id,
                     exec_id,

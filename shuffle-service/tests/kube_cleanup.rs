@@ -122,3 +122,58 @@ async fn driver_pod_deletion_or_completion_removes_the_app() {
         daemon.stop();
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_whose_driver_went_away_while_down_are_removed_at_start() {
+    let api = FakeApiServer::start().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("root");
+    let state = tmp.path().join("state");
+    let (orphan, finished, alive) = (
+        root.join("blockmgr-orphan"),
+        root.join("blockmgr-finished"),
+        root.join("blockmgr-alive"),
+    );
+    for d in [&orphan, &finished, &alive] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    api.apply_pod(driver_pod("drv-orphan", "spark-orphan"));
+    api.apply_pod(driver_pod("drv-finished", "spark-finished"));
+    api.apply_pod(driver_pod("drv-alive", "spark-alive"));
+    let kubeconfig = api.kubeconfig_path().display().to_string();
+    let start = |port: u16, log: &str| {
+        Daemon::start_with(
+            port,
+            &root,
+            &state,
+            &tmp.path().join(log),
+            &["--kubeconfig", &kubeconfig],
+        )
+    };
+    let port = free_port();
+    let mut first = tokio::task::block_in_place(|| start(port, "first.log"));
+    tokio::task::block_in_place(|| {
+        register(port, "spark-orphan", &orphan);
+        register(port, "spark-finished", &finished);
+        register(port, "spark-alive", &alive);
+        first.kill9();
+    });
+
+    // While the service is down, one driver pod is deleted and another finishes.
+    assert!(api.delete_pod("default", "drv-orphan"));
+    assert!(api.set_pod_phase("default", "drv-finished", "Failed"));
+
+    let port = free_port();
+    let second = tokio::task::block_in_place(|| start(port, "second.log"));
+    tokio::task::block_in_place(|| {
+        wait_gone(&orphan, &second);
+        wait_gone(&finished, &second);
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(alive.exists(), "a running app's dirs must stay");
+        assert_eq!(
+            metric(second.admin_port, "shuffle_registered_executors"),
+            1.0
+        );
+        second.stop();
+    });
+}

@@ -403,3 +403,44 @@ fn idle_applications_are_removed_with_their_files() {
     assert!(root.exists(), "only the executor dirs go, never the root");
     daemon.stop();
 }
+
+#[test]
+fn idle_connections_are_closed_and_busy_ones_kept() {
+    let (tmp, root, state, dirs) = setup();
+    let port = free_port();
+    let daemon = Daemon::start_with(
+        port,
+        &root,
+        &state,
+        &tmp.path().join("svc.log"),
+        &["--idle-timeout", "1s"],
+    );
+    let mut idle = Client::connect(port);
+    let mut busy = Client::connect(port);
+    assert_eq!(
+        idle.rpc(&register("app-idle", "1", &dirs)),
+        Ok(Bytes::new())
+    );
+    // The busy connection asks something every 300 ms for 2.4 s: never idle for 1 s.
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(300));
+        let heartbeat = BlockTransferMessage::ShuffleServiceHeartbeat {
+            app_id: "app-idle".into(),
+        };
+        assert_eq!(busy.rpc(&heartbeat), Ok(Bytes::new()), "busy connection");
+    }
+    // By now the quiet one has been closed by the server: reading gives end of stream.
+    let mut b = [0u8; 1];
+    match idle.s.read(&mut b) {
+        Ok(0) => {}
+        other => panic!(
+            "idle connection still open: {other:?}; log:\n{}",
+            daemon.log()
+        ),
+    }
+    assert_eq!(
+        metric(daemon.admin_port, "shuffle_idle_connections_closed_total"),
+        1.0
+    );
+    daemon.stop();
+}
