@@ -2,6 +2,8 @@
 # Loopback benchmark of the staging server: a 1 GiB bundle up and down (MB/s, server peak RSS),
 # then 200 concurrent downloads of a 50 MiB bundle (all must succeed, byte counts checked).
 # Usage: staging-server/bench/bench.sh [BIN_DIR] (default: $CARGO_TARGET_DIR/release).
+# BENCH_SERVER_ARGS adds server flags (e.g. --no-fsync); BENCH_DIR holds the data (same disk as
+# the store, so what is measured is that disk).
 set -euo pipefail
 bin=${1:-${CARGO_TARGET_DIR:-target}/release}
 work=${BENCH_DIR:-/tmp/staging-bench}
@@ -12,7 +14,7 @@ mk() { # size-MiB out.tgz: incompressible payload, gzip -1 (like jars: already c
   [ -s "$2" ] || { head -c "$1M" /dev/urandom > payload.bin; tar cf - payload.bin | gzip -1 > "$2"; rm -f payload.bin; }
 }
 mk 1024 b1g.tgz; mk 50 b50.tgz
-rm -rf data; "$bin/staging-server" --bind 127.0.0.1 --port "$port" --data-dir "$work/data" --max-bundle-size 2GiB >server.log 2>&1 &
+rm -rf data; "$bin/staging-server" --bind 127.0.0.1 --port "$port" --data-dir "$work/data" --max-bundle-size 2GiB ${BENCH_SERVER_ARGS:-} >server.log 2>&1 &
 pid=$!; trap 'kill $pid' EXIT; sleep 1
 up() { curl -sf -o "$2" -F "resources=@$1;type=multipart/form-data" -F "$owner" "http://127.0.0.1:$port/api/v0/resources/"; }
 field() { python3 -c "import json,sys;print(json.load(open('$1'))['$2'])"; }

@@ -27,7 +27,6 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 
 use crate::bundle::{self, BundleError, Limits};
 use crate::metrics::Metrics;
@@ -163,7 +162,7 @@ async fn upload(
     })?;
     let spool = Spool(spool_dir);
     let mut owner: Option<Owner> = None;
-    let mut received: Option<(u64, Vec<bundle::FileEntry>)> = None;
+    let mut received: Option<Received> = None;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
@@ -219,7 +218,7 @@ async fn upload(
             }
         }
     }
-    let Some((_, files)) = received else {
+    let Some(received) = received else {
         app.metrics.upload_result("bad_request");
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -243,14 +242,11 @@ async fn upload(
         created: Utc::now(),
         first_access: None,
         last_access: None,
-        bundle_size: 0,
-        bundle_sha256: String::new(),
-        files,
+        bundle_size: received.size,
+        bundle_sha256: received.sha256,
+        files: received.files,
     };
-    let meta = app
-        .bundles
-        .publish(meta, &spool.0.join("bundle.tar.gz"), &spool.0.join("files"))
-        .await?;
+    let meta = app.bundles.publish(meta, &spool.0).await?;
     app.metrics.upload_result("ok");
     app.metrics.bundle_added(meta.stored_bytes());
     tracing::info!(bundle = %id, size = meta.bundle_size, files = meta.files.len(), namespace = %meta.owner.owner_namespace, "bundle stored");
@@ -284,14 +280,24 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, max: u64, m: &Me
     )
 }
 
-/// Streams the `resources` part to the spool (the archive as uploaded) while a blocking
-/// thread checks and extracts it from the same chunks, so a bad entry stops the upload early
-/// and memory stays bounded whatever the size.
+/// What was received of the `resources` part: the archive's size and sha256, and its files.
+struct Received {
+    size: u64,
+    sha256: String,
+    files: Vec<bundle::FileEntry>,
+}
+
+/// Streams the `resources` part into the spool while checking and extracting it, so a bad
+/// entry stops the upload early and memory stays bounded whatever the size. Three stages
+/// run at once, joined by short channels: this task reads the body; a thread writes and hashes
+/// the archive as uploaded (`bundle.tar.gz`, served by the v0 download) and hands each chunk
+/// on; another thread gunzips, checks and writes the files (`files/`), hashing each. Every
+/// byte is written once and hashed once; the store then takes the spool over by rename.
 async fn receive_bundle(
     app: &AppState,
     dir: &std::path::Path,
     mut field: axum::extract::multipart::Field<'_>,
-) -> Result<(u64, Vec<bundle::FileEntry>), ApiError> {
+) -> Result<Received, ApiError> {
     let archive_path = dir.join("bundle.tar.gz");
     let files_dir = dir.join("files");
     let internal = |what: &str, e: std::io::Error| {
@@ -299,63 +305,64 @@ async fn receive_bundle(
     };
     std::fs::create_dir_all(&files_dir)
         .map_err(|e| internal(&format!("cannot create {}", files_dir.display()), e))?;
-    let mut out = tokio::fs::File::create(&archive_path)
-        .await
+    let out = std::fs::File::create(&archive_path)
         .map_err(|e| internal(&format!("cannot create {}", archive_path.display()), e))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (etx, erx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let limits = app.limits;
     let fd = files_dir.clone();
     let extractor = tokio::task::spawn_blocking(move || {
         let reader = ChannelReader {
-            rx,
+            rx: erx,
             cur: Bytes::new(),
         };
         bundle::extract(reader, limits, &|name| {
             Some((fd.clone(), PathBuf::from(name)))
         })
     });
+    let ap = archive_path.clone();
+    let archiver = tokio::task::spawn_blocking(move || archive(out, rx, etx, &ap));
     let mut tx = Some(tx);
     let mut total = 0u64;
+    let mut failure = None;
     loop {
         let chunk = match field.chunk().await {
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(e) => {
-                drop(tx.take());
-                let _ = extractor.await;
-                return Err(multipart_error(e, app.max_bundle_size, &app.metrics));
+                failure = Some(multipart_error(e, app.max_bundle_size, &app.metrics));
+                break;
             }
         };
         total += chunk.len() as u64;
         if total > app.max_bundle_size {
-            drop(tx.take());
-            let _ = extractor.await;
             app.metrics.upload_result("too_large");
-            return Err(too_large(app.max_bundle_size));
+            failure = Some(too_large(app.max_bundle_size));
+            break;
         }
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| internal(&format!("cannot write {}", archive_path.display()), e))?;
         if let Some(t) = &tx {
             if t.send(chunk).await.is_err() {
-                // The extractor stopped early: it found a bad entry. Its error is the answer.
-                tx = None;
+                // The archiver stopped early: the extractor found a bad entry, or a write
+                // failed. Their errors are the answer.
                 break;
             }
         }
     }
-    drop(tx);
-    out.flush()
-        .await
-        .map_err(|e| internal(&format!("cannot write {}", archive_path.display()), e))?;
-    drop(out);
-    let files = match extractor.await {
+    drop(tx.take());
+    let archived = archiver.await;
+    let extracted = extractor.await;
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    let files = match extracted {
         Ok(Ok(files)) => files,
         Ok(Err(e)) => {
-            app.metrics.upload_result("bad_bundle");
             let status = match e {
                 BundleError::Write { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-                _ => StatusCode::BAD_REQUEST,
+                _ => {
+                    app.metrics.upload_result("bad_bundle");
+                    StatusCode::BAD_REQUEST
+                }
             };
             return Err(ApiError::new(status, e.to_string()));
         }
@@ -366,8 +373,61 @@ async fn receive_bundle(
             ))
         }
     };
-    tracing::debug!(size = total, files = files.len(), "bundle received");
-    Ok((total, files))
+    let (size, sha256) = match archived {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            return Err(internal(
+                &format!("cannot write {}", archive_path.display()),
+                e,
+            ))
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("archive writer failed: {e}"),
+            ))
+        }
+    };
+    if size != total {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "spooled {size} of {total} bytes to {}",
+                archive_path.display()
+            ),
+        ));
+    }
+    tracing::debug!(size, files = files.len(), "bundle received");
+    Ok(Received {
+        size,
+        sha256,
+        files,
+    })
+}
+
+/// The archive stage of [`receive_bundle`]: writes and hashes each chunk, then passes it to
+/// the extractor. Stops (dropping `rx`, which ends the upload) when the extractor has.
+fn archive(
+    mut out: std::fs::File,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    etx: tokio::sync::mpsc::Sender<Bytes>,
+    path: &std::path::Path,
+) -> std::io::Result<(u64, String)> {
+    use sha2::Digest;
+    use std::io::Write;
+    let mut hasher = sha2::Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        out.write_all(&chunk)?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        if etx.blocking_send(chunk).is_err() {
+            break;
+        }
+    }
+    out.flush()?;
+    tracing::trace!(path = %path.display(), size, "archive spooled");
+    Ok((size, hex::encode(hasher.finalize())))
 }
 
 fn secret_from(headers: &HeaderMap) -> Option<&str> {

@@ -64,11 +64,27 @@ struct ManifestFile {
     path: String,
 }
 
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .context("cannot build the HTTP client")
+/// The HTTP client; with `ca_cert`, a PEM file of CA certificates trusted for https servers
+/// in addition to the usual public roots (for a staging server with a private CA or a
+/// self-signed certificate).
+pub fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("--ca-cert {} is not PEM", path.display()))?;
+        if certs.is_empty() {
+            bail!(
+                "--ca-cert {}: no `BEGIN CERTIFICATE` block found",
+                path.display()
+            );
+        }
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder.build().context("cannot build the HTTP client")
 }
 
 fn endpoint(server: &str, path: &str) -> String {
@@ -82,7 +98,9 @@ pub async fn upload(
     files: &[(String, PathBuf)],
     owner: &Owner,
     progress: bool,
+    ca_cert: Option<&Path>,
 ) -> anyhow::Result<Uploaded> {
+    let client = http_client(ca_cert)?;
     let tmp = tempfile::Builder::new()
         .prefix("spark-stage-bundle")
         .suffix(".tar.gz")
@@ -139,7 +157,6 @@ pub async fn upload(
         .part("resources", resources)
         .part("resourcesOwner", owner_part);
     let url = endpoint(server, "/api/v0/resources/");
-    let client = http_client()?;
     let resp = client
         .post(&url)
         .multipart(form)
@@ -241,12 +258,14 @@ pub struct FetchArgs<'a> {
     pub attempts: u32,
     pub max_backoff: Duration,
     pub limits: Limits,
+    /// Extra CA certificates (PEM) to trust, see [`http_client`].
+    pub ca_cert: Option<&'a Path>,
 }
 
 /// Downloads the bundle (retrying transient failures with exponential backoff), checks its
 /// sha256 against the manifest, and extracts it, re-checking every entry.
 pub async fn fetch(a: &FetchArgs<'_>) -> anyhow::Result<Vec<PathBuf>> {
-    let client = http_client()?;
+    let client = http_client(a.ca_cert)?;
     for d in [a.jars_dir, a.files_dir] {
         tokio::fs::create_dir_all(d)
             .await

@@ -2,7 +2,7 @@
 //!
 //! Server side: [`api`] (HTTP routes), [`store`] (bundle layout in the object store),
 //! [`bundle`] (tar.gz rules shared with the client), [`secrets`], [`cleaner`], [`owners`] (the pod watch), [`metrics`],
-//! [`server`] (settings and wiring). Client side: [`client`] (upload, fetch) and [`submit`]
+//! [`server`] (settings and wiring), [`tls`] (optional HTTPS). Client side: [`client`] (upload, fetch) and [`submit`]
 //! (spark-submit argument rewriting and pod templates).
 
 pub mod api;
@@ -15,3 +15,4 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod submit;
+pub mod tls;

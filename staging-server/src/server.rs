@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Parser;
 use sidecars_common::config::{parse_byte_size, parse_duration};
 use sidecars_common::objstore::S3Options;
@@ -28,12 +28,23 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "STAGING_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
+    /// PEM certificate chain (leaf first) to serve HTTPS with; needs --tls-key.
+    #[arg(long, env = "STAGING_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "STAGING_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Local working directory: upload spool, and the default storage location.
     #[arg(long, env = "STAGING_DATA_DIR", default_value = "./staging-data")]
     pub data_dir: PathBuf,
     /// Where bundles are kept: file:///path or s3://bucket/prefix [default: file://<data-dir>/staging].
     #[arg(long, env = "STAGING_STORAGE")]
     pub storage: Option<String>,
+    /// Acknowledge uploads once they are in the page cache instead of flushed to disk. Faster
+    /// where the disk is slower than the network; a killed process still never exposes half a
+    /// bundle, but a machine crash may lose bundles uploaded in the seconds before it.
+    #[arg(long, env = "STAGING_NO_FSYNC")]
+    pub no_fsync: bool,
     /// Largest bundle (compressed) accepted; larger uploads get 413.
     #[arg(long, env = "STAGING_MAX_BUNDLE_SIZE", default_value = "2GiB", value_parser = parse_byte_size)]
     pub max_bundle_size: u64,
@@ -68,6 +79,12 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     sidecars_common::telemetry::init(&args.common)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        (None, None) => None,
+        (Some(_), None) => bail!("--tls-cert is set but --tls-key is not; HTTPS needs both"),
+        (None, Some(_)) => bail!("--tls-key is set but --tls-cert is not; HTTPS needs both"),
+    };
     let shutdown = Shutdown::new(args.common.shutdown_timeout);
     shutdown.listen_for_signals();
 
@@ -89,7 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let objects = sidecars_common::objstore::open(&storage, &args.s3)
         .await
         .with_context(|| format!("cannot open --storage {storage}"))?;
-    let bundles = Bundles::new(objects);
+    let bundles = Bundles::new(objects).with_fsync(!args.no_fsync);
 
     let metrics = Arc::new(Metrics::default());
     let mut registry = prometheus_client::registry::Registry::default();
@@ -132,9 +149,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = admin::bind(addr, "the staging API").await?;
     let local = listener.local_addr().unwrap_or(addr);
-    tracing::info!(addr = %local, storage = %storage, "staging-server listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %local, %scheme, storage = %storage, "staging-server listening");
     admin.set_ready(true).await;
-    admin::serve(listener, admin.router(api::router(state)), shutdown.clone()).await?;
+    let router = admin.router(api::router(state));
+    match tls {
+        Some(config) => crate::tls::serve(listener, router, config, shutdown.clone()).await?,
+        None => admin::serve(listener, router, shutdown.clone()).await?,
+    }
     shutdown.drain().await;
     Ok(())
 }

@@ -360,6 +360,8 @@ pub struct InitContainer<'a> {
     pub secret_name: &'a str,
     pub jars_dir: &'a str,
     pub files_dir: &'a str,
+    /// The Secret also holds `ca.crt`, CA certificates the init container trusts.
+    pub with_ca_cert: bool,
 }
 
 const SECRET_MOUNT: &str = "/mnt/secrets/spark-stage";
@@ -386,27 +388,29 @@ pub fn pod_template(ic: &InitContainer<'_>, spark_container: &str) -> Pod {
         read_only: Some(true),
         ..Default::default()
     });
+    let mut args: Vec<String> = [
+        "fetch",
+        "--server",
+        ic.server,
+        "--resource-id",
+        ic.resource_id,
+        "--secret-file",
+        &format!("{SECRET_MOUNT}/secret"),
+        "--jars-dir",
+        ic.jars_dir,
+        "--files-dir",
+        ic.files_dir,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if ic.with_ca_cert {
+        args.extend(["--ca-cert".to_string(), format!("{SECRET_MOUNT}/ca.crt")]);
+    }
     let init = Container {
         name: "spark-stage-fetch".into(),
         image: Some(ic.image.into()),
-        args: Some(
-            [
-                "fetch",
-                "--server",
-                ic.server,
-                "--resource-id",
-                ic.resource_id,
-                "--secret-file",
-                &format!("{SECRET_MOUNT}/secret"),
-                "--jars-dir",
-                ic.jars_dir,
-                "--files-dir",
-                ic.files_dir,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        ),
+        args: Some(args),
         volume_mounts: Some(init_mounts),
         ..Default::default()
     };
@@ -442,8 +446,18 @@ pub fn pod_template(ic: &InitContainer<'_>, spark_container: &str) -> Pod {
     }
 }
 
-/// The Secret holding the resource secret, mounted by the init containers.
-pub fn secret_manifest(name: &str, namespace: &str, secret: &str) -> Secret {
+/// The Secret holding the resource secret (and, for an https server with a private CA, the
+/// CA certificates as `ca.crt`), mounted by the init containers.
+pub fn secret_manifest(
+    name: &str,
+    namespace: &str,
+    secret: &str,
+    ca_cert_pem: Option<&str>,
+) -> Secret {
+    let mut data = BTreeMap::from([("secret".to_string(), secret.to_string())]);
+    if let Some(pem) = ca_cert_pem {
+        data.insert("ca.crt".to_string(), pem.to_string());
+    }
     Secret {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -457,7 +471,7 @@ pub fn secret_manifest(name: &str, namespace: &str, secret: &str) -> Secret {
             ),
             ..Default::default()
         },
-        string_data: Some([("secret".to_string(), secret.to_string())].into()),
+        string_data: Some(data),
         type_: Some("Opaque".into()),
         ..Default::default()
     }

@@ -39,6 +39,14 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not a label; use key=value"))
 }
 
+#[derive(clap::Args, Debug)]
+struct TlsArgs {
+    /// PEM file of CA certificates to trust for an https server, besides the public roots
+    /// (a private CA, or the server's self-signed certificate).
+    #[arg(long, env = "SPARK_STAGE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+}
+
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq)]
 enum Mode {
     /// Rewrite local files to http URLs on the staging server (Spark fetches them itself).
@@ -55,6 +63,8 @@ enum Cmd {
         #[arg(long, env = "SPARK_STAGE_SERVER")]
         server: String,
         #[command(flatten)]
+        tls: TlsArgs,
+        #[command(flatten)]
         owner: OwnerArgs,
         /// Hide the progress bar.
         #[arg(long)]
@@ -67,6 +77,8 @@ enum Cmd {
     Fetch {
         #[arg(long, env = "SPARK_STAGE_SERVER")]
         server: String,
+        #[command(flatten)]
+        tls: TlsArgs,
         #[arg(long)]
         resource_id: String,
         /// File holding the resource secret.
@@ -91,6 +103,11 @@ enum Cmd {
     Submit {
         #[arg(long, env = "SPARK_STAGE_SERVER")]
         server: String,
+        /// PEM file of CA certificates to trust for an https server, besides the public
+        /// roots. In init-container mode it also goes into the generated Secret, and the init
+        /// containers trust it too.
+        #[arg(long, env = "SPARK_STAGE_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// The server URL pods use (default: --server).
         #[arg(long, env = "SPARK_STAGE_INTERNAL_SERVER")]
         internal_server: Option<String>,
@@ -143,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Upload {
             server,
+            tls,
             owner,
             quiet,
             files,
@@ -173,12 +191,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 owner_labels: owner.owner_labels.into_iter().collect(),
                 owner_type: "Pod".into(),
             };
-            let up = client::upload(&server, &list, &owner, !quiet).await?;
+            let up = client::upload(&server, &list, &owner, !quiet, tls.ca_cert.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&up)?);
             Ok(())
         }
         Cmd::Fetch {
             server,
+            tls,
             resource_id,
             secret_file,
             jars_dir,
@@ -202,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     max_entries,
                     max_extracted: max_extracted_size,
                 },
+                ca_cert: tls.ca_cert.as_deref(),
             })
             .await
             .with_context(|| format!("cannot fetch bundle {resource_id} from {server}"))?;
@@ -212,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Submit {
             server,
+            ca_cert,
             internal_server,
             mode,
             namespace,
@@ -258,7 +279,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 plan.insert_options(extra);
                 plan.render(&|n| n.to_string(), &workdir)?
             } else {
-                let up = client::upload(&server, &plan.uploads, &owner, !quiet).await?;
+                let up = client::upload(&server, &plan.uploads, &owner, !quiet, ca_cert.as_deref())
+                    .await?;
                 eprintln!(
                     "spark-stage: staged {} files as bundle {}",
                     up.files.len(),
@@ -279,6 +301,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     Mode::InitContainer => {
                         let internal = internal_server.as_deref().unwrap_or(&server);
+                        let ca_pem = match &ca_cert {
+                            Some(p) => Some(std::fs::read_to_string(p).with_context(|| {
+                                format!("cannot read --ca-cert {}", p.display())
+                            })?),
+                            None => None,
+                        };
                         let secret_name = format!("spark-stage-{}", &up.resource_id[..8]);
                         let ic = InitContainer {
                             image: &init_image,
@@ -287,6 +315,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             secret_name: &secret_name,
                             jars_dir: &jars_dir,
                             files_dir: &files_dir,
+                            with_ca_cert: ca_pem.is_some(),
                         };
                         let write = |name: &str, text: String| -> anyhow::Result<PathBuf> {
                             let p = workdir.join(name);
@@ -314,6 +343,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 &secret_name,
                                 &namespace,
                                 &up.resource_secret,
+                                ca_pem.as_deref(),
                             ))?,
                         )?;
                         eprintln!(

@@ -37,6 +37,17 @@ pub fn free_port() -> u16 {
 
 /// Starts the server with `extra` flags over `data_dir`, and waits for `/api/v0/ping`.
 pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+    start_with(data_dir, extra, &[], true)
+}
+
+/// Like [`start`], with extra environment variables; with `plain_http` false (an https
+/// server) it only waits for the port to accept connections.
+pub fn start_with(
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+    plain_http: bool,
+) -> Server {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_staging-server"))
         .args([
@@ -48,6 +59,7 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         ])
         .arg(data_dir)
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -59,6 +71,9 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        if !plain_http && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return s;
+        }
         if let Ok(r) = request(port, "GET", "/api/v0/ping", &[], &[]) {
             if r.status == 200 {
                 assert_eq!(r.body, b"pong");
