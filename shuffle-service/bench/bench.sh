@@ -73,7 +73,7 @@ results=$work/results.tsv
 for c in $CASES; do
   case $c in
     small) maps=500 reducers=40 size=4096 ;;       # 20,000 blocks of 4 KiB
-    large) maps=32 reducers=8 size=4194304 ;;      # 256 blocks of 4 MiB (1 GiB)
+    large) maps=64 reducers=8 size=4194304 ;;      # 512 blocks of 4 MiB (2 GiB)
     *) echo "unknown case $c" >&2; exit 2 ;;
   esac
   dirs="$root/$c/blockmgr-1,$root/$c/blockmgr-2"

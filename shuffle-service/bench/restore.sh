@@ -31,8 +31,9 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 port=$(free_port)
+admin_port=$(free_port)
 start() {
-  "$bin" --bind 127.0.0.1 --port "$port" --admin-port "$(free_port)" --allowed-root "$work/root" \
+  "$bin" --bind 127.0.0.1 --port "$port" --admin-port "$admin_port" --allowed-root "$work/root" \
     --state-dir "$work/state" --no-kube >"$1" 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do
@@ -54,3 +55,5 @@ t1=$(date +%s%N)
 echo "from exec to the port accepting: $(( (t1 - t0) / 1000000 )) ms (polled every 10 ms)"
 sed 's/\x1b\[[0-9;]*m//g' "$work/second.log" | grep -o 'executors=[0-9]* took_ms=[0-9]*' ||
   { cat "$work/second.log"; exit 1; }
+echo "second start, log up to the port opening:"
+sed 's/\x1b\[[0-9;]*m//g' "$work/second.log" | sed -n '1,/listening/p'
