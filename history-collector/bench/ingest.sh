@@ -15,6 +15,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/spark-sidecars/target}
 eval "$(bash scripts/install-test-tools.sh --print-env)"
 cargo build --release -p history-collector --bin history-collector
 export HISTORY_COLLECTOR_BIN="$CARGO_TARGET_DIR/release/history-collector"
+export INGEST_TEST_LOG_LEVEL=${INGEST_TEST_LOG_LEVEL:-warn}
 tests=()
 case "${1:-all}" in
   throughput) tests=(--test ingest_bench_throughput) ;;

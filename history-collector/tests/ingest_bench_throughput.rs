@@ -189,6 +189,7 @@ async fn bench_growing(t: &Target) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let caught_up = stop.elapsed();
+    let total = start.elapsed();
     let peak = rss_kib(collector.child.id(), "VmHWM:");
     let parts = t
         .store
@@ -198,7 +199,6 @@ async fn bench_growing(t: &Target) {
         .unwrap()
         .len();
     same_bytes(&t.store, &app, &rel, &path).await;
-    let total = start.elapsed();
     println!(
         "BENCH {}: growing .inprogress {} MiB written in {:.2} s; stored copy caught up {:.2} s after the writer stopped ({:.0} MiB/s end to end); {parts} parts; peak RSS {} MiB; byte-identical",
         t.name,

@@ -67,7 +67,8 @@ pub fn start_collector_env(port: u16, args: &[&str], env: &[(&str, String)]) -> 
             "--port",
             &port.to_string(),
             "--log-level",
-            "debug",
+            // the benchmarks turn it down: debug output of every S3 request costs time
+            &std::env::var("INGEST_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into()),
         ])
         .args(args)
         .stdout(Stdio::null())
