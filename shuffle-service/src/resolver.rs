@@ -582,6 +582,48 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_open_takes_files_and_refuses_symlinks() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let file = tmp.path().join("f");
+        std::fs::write(&file, b"x").expect("write");
+        let link = tmp.path().join("l");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        assert!(open_no_symlinks(&file).is_ok(), "openat2 unavailable?");
+        assert_eq!(
+            open_no_symlinks(&link).err(),
+            Some(nix::errno::Errno::ELOOP)
+        );
+    }
+
+    #[test]
+    fn symlinks_that_stay_inside_the_dirs_are_served() {
+        // The one-syscall open refuses every symlink; the canonicalising fence behind it
+        // still serves a link whose target is inside the executor's dirs.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let l = layout(tmp.path());
+        let target = l.canonical_dirs[0].join("elsewhere");
+        std::fs::write(&target, b"cached block").expect("write");
+        let p = placed_path(&l.canonical_dirs, l.sub_dirs, "rdd_2_3").expect("path");
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::os::unix::fs::symlink(&target, &p).expect("symlink");
+        let r = Resolver::new(1 << 20);
+        let seg = r
+            .block(
+                &l,
+                &BlockRef::Rdd {
+                    rdd_id: 2,
+                    split_index: 3,
+                },
+            )
+            .expect("served through the fence");
+        assert_eq!(seg.len, 12);
+        let mut body = String::new();
+        let mut f = seg.file;
+        f.read_to_string(&mut body).expect("read");
+        assert_eq!(body, "cached block");
+    }
+
+    #[test]
     fn symlinks_out_of_the_dirs_are_refused() {
         let tmp = tempfile::tempdir().expect("tmp");
         let l = layout(tmp.path());
