@@ -8,7 +8,8 @@
 //! `lastUpdated` as the time of its own scan, so two servers scanning at different moments
 //! legitimately differ there. Only those two fields of incomplete attempts are blanked, and,
 //! for the same reason, the driver's `totalDuration` of incomplete applications (Spark
-//! reports the run time up to that scan).
+//! reports the run time up to that scan) and the `duration` of SQL executions still running
+//! (up to the request).
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -183,6 +184,16 @@ fn normalise_incomplete_driver(j: &mut J) {
 fn normalise(j: &mut J) {
     match j {
         J::Obj(fields) => {
+            // a running SQL execution's duration runs up to the moment of the request
+            if get_field(fields, "status") == Some(&J::Str("RUNNING".into()))
+                && get_field(fields, "rootExecutionId").is_some()
+            {
+                for (k, v) in fields.iter_mut() {
+                    if k == "duration" {
+                        *v = J::Str("<request time>".into());
+                    }
+                }
+            }
             if get_field(fields, "completed") == Some(&J::Bool(false))
                 && get_field(fields, "startTime").is_some()
             {
@@ -242,6 +253,39 @@ async fn fetch(client: &reqwest::Client, url: &str) -> (u16, String) {
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();
     (status, r.text().await.unwrap_or_default())
+}
+
+/// Status, `Content-Disposition` and the sorted (name, bytes) entries of a zip answer.
+async fn fetch_zip(
+    client: &reqwest::Client,
+    url: &str,
+) -> (u16, Option<String>, Vec<(String, Vec<u8>)>) {
+    let r = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status().as_u16();
+    let disposition = r
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = r.bytes().await.unwrap_or_default();
+    let mut entries = Vec::new();
+    if let Ok(mut z) = zip::ZipArchive::new(std::io::Cursor::new(body.to_vec())) {
+        for i in 0..z.len() {
+            let mut f = z.by_index(i).unwrap_or_else(|e| panic!("{url}: entry {i}: {e}"));
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut data)
+                .unwrap_or_else(|e| panic!("{url}: entry {i}: {e}"));
+            entries.push((f.name().to_string(), data));
+        }
+    } else if status == 200 {
+        entries.push(("<not a zip>".into(), body.to_vec()));
+    }
+    entries.sort();
+    (status, disposition, entries)
 }
 
 fn logs_dir() -> PathBuf {
@@ -377,6 +421,29 @@ async fn every_endpoint_matches_spark_history_server() {
         ] {
             paths.push(format!("{a}{sub}"));
         }
+        // SQL executions and cached RDDs, each one and the list variants
+        for sub in [
+            "/sql",
+            "/sql?details=false",
+            "/sql?planDescription=false",
+            "/sql?details=false&planDescription=false&offset=1&length=2",
+            "/sql?offset=2",
+            "/sql/9999",
+            "/storage/rdd/9999",
+        ] {
+            paths.push(format!("{a}{sub}"));
+        }
+        let (_, sql) = fetch(&client, &format!("{spark}{a}/sql?details=false")).await;
+        let sql: Vec<serde_json::Value> = serde_json::from_str(&sql).unwrap_or_default();
+        for x in sql {
+            paths.push(format!("{a}/sql/{}", x["id"]));
+            paths.push(format!("{a}/sql/{}?details=false", x["id"]));
+        }
+        let (_, rdds) = fetch(&client, &format!("{spark}{a}/storage/rdd")).await;
+        let rdds: Vec<serde_json::Value> = serde_json::from_str(&rdds).unwrap_or_default();
+        for r in rdds {
+            paths.push(format!("{a}/storage/rdd/{}", r["id"]));
+        }
         let (_, jobs) = fetch(&client, &format!("{spark}{a}/jobs")).await;
         let jobs: Vec<serde_json::Value> = serde_json::from_str(&jobs).unwrap_or_default();
         for j in jobs {
@@ -424,6 +491,22 @@ async fn every_endpoint_matches_spark_history_server() {
             }
             _ => failures.push(format!("{p}: unparsable JSON")),
         }
+    }
+    // the event-log zips: same status, download name and entries (names and bytes); Spark
+    // adds a directory's files in file-system order, so entries are compared sorted
+    for app in &listing {
+        let id = app["id"].as_str().unwrap_or_default();
+        let p = format!("/api/v1/applications/{id}/logs");
+        let (ss, sd, sz) = fetch_zip(&client, &format!("{spark}{p}")).await;
+        let (os, od, oz) = fetch_zip(&client, &format!("{ours}{p}")).await;
+        if (ss, &sd, &sz) != (os, &od, &oz) {
+            failures.push(format!(
+                "{p}: spark {ss} {sd:?} {:?}\n  ours {os} {od:?} {:?}",
+                sz.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>(),
+                oz.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>()
+            ));
+        }
+        paths.push(p);
     }
     assert!(
         failures.is_empty(),

@@ -267,9 +267,9 @@ pub fn executor_summary(e: &Executor, app_run_ms: i64) -> ExecutorSummary {
             .or_else(|| e.host.clone())
             .unwrap_or_default(),
         is_active: e.is_active,
-        rdd_blocks: 0,
-        memory_used: 0,
-        disk_used: 0,
+        rdd_blocks: e.rdd_blocks,
+        memory_used: e.memory_used,
+        disk_used: e.disk_used,
         total_cores: e.total_cores,
         max_tasks: e.max_tasks,
         active_tasks: e.active_tasks,
@@ -295,8 +295,8 @@ pub fn executor_summary(e: &Executor, app_run_ms: i64) -> ExecutorSummary {
         remove_reason: e.remove_reason.clone(),
         executor_logs: Ordered(e.executor_logs.clone()),
         memory_metrics: (e.total_on_heap >= 0).then_some(MemoryMetrics {
-            used_on_heap_storage_memory: 0,
-            used_off_heap_storage_memory: 0,
+            used_on_heap_storage_memory: e.used_on_heap,
+            used_off_heap_storage_memory: e.used_off_heap,
             total_on_heap_storage_memory: e.total_on_heap,
             total_off_heap_storage_memory: e.total_off_heap,
         }),

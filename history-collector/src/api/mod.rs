@@ -4,6 +4,8 @@
 
 pub mod catalog;
 pub mod json;
+pub mod logs_zip;
+pub mod sql;
 
 use std::sync::Arc;
 
@@ -297,6 +299,19 @@ async fn per_app(
             (e.clone(), &tail[1..])
         }
     };
+    if sub == ["logs"] {
+        // all attempts unless one was named, as Spark zips them
+        return if tail.first() == Some(&"logs") {
+            logs_zip::response(&attempts, app_id, format!("eventLogs-{app_id}.zip"))
+        } else {
+            let attempt = entry.app.attempt_id.clone().unwrap_or_default();
+            logs_zip::response(
+                std::slice::from_ref(&entry),
+                app_id,
+                format!("eventLogs-{app_id}-{attempt}.zip"),
+            )
+        };
+    }
     let app = &entry.app;
     let run_ms = if app.completed {
         app.end_time - app.start_time
@@ -371,8 +386,47 @@ async fn per_app(
             Some(env) => json_ok(&environment(env, app)),
             None => not_found(format!("unknown app: {app_id}")),
         },
-        ["storage", "rdd"] => json_ok(&Vec::<()>::new()),
-        ["storage", "rdd", id] => not_found(format!("unknown rdd: {id}")),
+        ["storage", "rdd"] => json_ok(&sql::rdd_list(app)),
+        ["storage", "rdd", id] if id.bytes().all(|b| b.is_ascii_digit()) => {
+            match id
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| app.storage.rdds.get(&n))
+            {
+                Some(r) => json_ok(&sql::rdd_info(r)),
+                None => not_found(format!("no rdd found w/ id {id}")),
+            }
+        }
+        ["sql"] => {
+            let int = |name: &str, default: i32| match param(&ps, name) {
+                None => Some(default),
+                Some(v) => v.parse::<i32>().ok(),
+            };
+            // Jersey answers 404 to a query parameter that is not a number
+            let (Some(offset), Some(length)) = (int("offset", 0), int("length", -1)) else {
+                return not_found("Not Found".into());
+            };
+            let details = sql::bool_param(param(&ps, "details"), true);
+            let plan = sql::bool_param(param(&ps, "planDescription"), true);
+            let now = catalog::now_ms();
+            let v: Vec<_> = sql::list(app, offset, length)
+                .into_iter()
+                .map(|e| sql::execution_data(e, details, plan, now))
+                .collect();
+            json_ok(&v)
+        }
+        ["sql", id] if id.bytes().all(|b| b.is_ascii_digit()) => {
+            let details = sql::bool_param(param(&ps, "details"), true);
+            let plan = sql::bool_param(param(&ps, "planDescription"), true);
+            match id
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| app.sql.executions.get(&n))
+            {
+                Some(e) => json_ok(&sql::execution_data(e, details, plan, catalog::now_ms())),
+                None => not_found(format!("unknown query execution id: {id}")),
+            }
+        }
         _ => not_found(format!("unknown resource: {rest}")),
     }
 }

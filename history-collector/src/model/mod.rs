@@ -5,6 +5,10 @@
 //! totals) are the ones Spark's REST API reports. Only aggregates and small per-entity
 //! records are kept; no log text is retained.
 
+pub mod scala_order;
+pub mod sql;
+pub mod storage;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::Value;
@@ -219,6 +223,12 @@ pub struct Executor {
     pub total_on_heap: i64,
     pub total_off_heap: i64,
     pub peak: Option<[i64; 23]>,
+    /// Block accounting (see [`storage`]).
+    pub rdd_blocks: i64,
+    pub memory_used: i64,
+    pub disk_used: i64,
+    pub used_on_heap: i64,
+    pub used_off_heap: i64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -260,6 +270,10 @@ pub struct App {
     pub default_cpus_per_task: i64,
     pub stats: ReadStats,
     pub events: u64,
+    /// SQL executions (see [`sql`]).
+    pub sql: sql::SqlState,
+    /// Cached RDDs and block accounting (see [`storage`]).
+    pub storage: storage::StorageState,
 }
 
 fn s(v: &Value, k: &str) -> Option<String> {
@@ -310,6 +324,8 @@ impl App {
         };
         let stats = eventlog::replay(src, |ev| app.apply(&ev));
         app.stats = stats;
+        app.sql.finish_replay();
+        app.storage.finish_replay(&app.executors);
         app
     }
 
@@ -319,6 +335,39 @@ impl App {
         let Some(kind) = ev.get("Event").and_then(Value::as_str) else {
             return;
         };
+        // SQL metrics and storage first: the storage bookkeeping must see an executor as
+        // it was before this event (Spark updates both in one listener, storage last)
+        match kind {
+            "SparkListenerTaskStart" => {
+                if let (Some(sid), Some(info)) = (i(ev, "Stage ID"), ev.get("Task Info")) {
+                    if self.sql.wants_stage(sid) {
+                        self.sql.task_start(
+                            sid,
+                            i(ev, "Stage Attempt ID").unwrap_or(0),
+                            i(info, "Task ID").unwrap_or(-1),
+                            i(info, "Index").unwrap_or(-1),
+                        );
+                    }
+                }
+            }
+            "SparkListenerTaskEnd" => {
+                // parse accumulables only for stages of SQL executions
+                if i(ev, "Stage ID").is_some_and(|sid| self.sql.wants_stage(sid)) {
+                    if let Some(t) = sql::SqlTask::from_event(ev) {
+                        self.sql.task_end(&t);
+                    }
+                }
+            }
+            "SparkListenerBlockUpdated"
+            | "SparkListenerUnpersistRDD"
+            | "SparkListenerExecutorRemoved"
+            | "SparkListenerBlockManagerAdded" => self.storage.apply(kind, ev, &mut self.executors),
+            "SparkListenerStageSubmitted" => {
+                self.storage.apply(kind, ev, &mut self.executors);
+                self.sql.apply(kind, ev);
+            }
+            _ => self.sql.apply(kind, ev),
+        }
         match kind {
             "SparkListenerLogStart" => {
                 self.spark_version = s(ev, "Spark Version").unwrap_or_default();
@@ -446,6 +495,11 @@ impl App {
                 total_on_heap: -1,
                 total_off_heap: 0,
                 peak: None,
+                rdd_blocks: 0,
+                memory_used: 0,
+                disk_used: 0,
+                used_on_heap: 0,
+                used_off_heap: 0,
             })
     }
 

@@ -13,6 +13,8 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
+mod sql;
+
 use crate::api::json::date;
 use crate::api::{Catalog, Entry};
 use crate::model::{m, App};
@@ -26,7 +28,12 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/history/{app}/stages/{stage}/{attempt}/", get(stage_page))
         .route("/history/{app}/executors/", get(executors_page))
         .route("/history/{app}/environment/", get(environment_page))
-        .route("/history/{app}/storage/", get(storage_page))
+        .route("/history/{app}/storage/", get(sql::storage_page))
+        .route("/history/{app}/SQL/", get(sql::sql_page))
+        .route(
+            "/history/{app}/SQL/execution/{exec}/",
+            get(sql::execution_page),
+        )
         .with_state(catalog)
 }
 
@@ -72,7 +79,7 @@ fn page(title: &str, app: Option<&App>, body: &str) -> Response {
         let id = seg(a.id.as_deref().unwrap_or(""));
         let _ = write!(
             nav,
-            r#" | <a href="/history/{id}/">Jobs</a> | <a href="/history/{id}/executors/">Executors</a> | <a href="/history/{id}/environment/">Environment</a> | <a href="/history/{id}/storage/">Storage</a> | <a href="/api/v1/applications/{id}">API</a>"#
+            r#" | <a href="/history/{id}/">Jobs</a> | <a href="/history/{id}/executors/">Executors</a> | <a href="/history/{id}/environment/">Environment</a> | <a href="/history/{id}/storage/">Storage</a> | <a href="/history/{id}/SQL/">SQL</a> | <a href="/api/v1/applications/{id}">API</a>"#
         );
     }
     Html(format!(
@@ -421,17 +428,6 @@ async fn environment_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<St
     ]
     .concat();
     page("Environment", Some(a), &body)
-}
-
-async fn storage_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<String>) -> Response {
-    let Some(e) = find(&catalog, &id) else {
-        return missing(&format!("unknown application {id}"));
-    };
-    page(
-        "Storage",
-        Some(&e.app),
-        "<p>No cached RDD blocks were logged (Spark logs block updates only with spark.eventLog.logBlockUpdates.enabled).</p>",
-    )
 }
 
 #[cfg(test)]
