@@ -14,6 +14,10 @@ const LOG: &str = r#"{"Event":"SparkListenerLogStart","Spark Version":"4.3.0"}
 {"Event":"SparkListenerExecutorAdded","Timestamp":1700000000100,"Executor ID":"driver","Executor Info":{"Host":"h","Total Cores":2,"Log Urls":{},"Attributes":{},"Resources":{},"Resource Profile Id":0}}
 {"Event":"SparkListenerJobStart","Job ID":0,"Submission Time":1700000001000,"Stage Infos":[{"Stage ID":0,"Stage Attempt ID":0,"Stage Name":"collect at x.py:1","Number of Tasks":1,"RDD Info":[],"Details":"d"}],"Stage IDs":[0],"Properties":{"spark.job.description":"<b>bold</b> job"}}
 {"Event":"SparkListenerStageSubmitted","Stage Info":{"Stage ID":0,"Stage Attempt ID":0,"Stage Name":"collect at x.py:1","Number of Tasks":1,"RDD Info":[],"Details":"d","Submission Time":1700000001001},"Properties":{}}
+{"Event":"SparkListenerTaskStart","Stage ID":0,"Stage Attempt ID":0,"Task Info":{"Task ID":0,"Index":0,"Attempt":0,"Partition ID":0,"Launch Time":1700000001100,"Executor ID":"driver","Host":"h","Locality":"PROCESS_LOCAL","Speculative":false,"Getting Result Time":0,"Accumulables":[],"Finish Time":0,"Failed":false,"Killed":false}}
+{"Event":"SparkListenerTaskEnd","Stage ID":0,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"ExceptionFailure","Class Name":"E","Description":"d","Full Stack Trace":"E: <script>alert(2)</script> failed","Stack Trace":[]},"Task Info":{"Task ID":0,"Index":0,"Attempt":0,"Partition ID":0,"Launch Time":1700000001100,"Executor ID":"driver","Host":"h","Locality":"PROCESS_LOCAL","Speculative":false,"Getting Result Time":0,"Accumulables":[],"Finish Time":1700000001300,"Failed":true,"Killed":false},"Task Metrics":{"Executor Run Time":150}}
+{"Event":"SparkListenerTaskStart","Stage ID":0,"Stage Attempt ID":0,"Task Info":{"Task ID":1,"Index":0,"Attempt":1,"Partition ID":0,"Launch Time":1700000001400,"Executor ID":"driver","Host":"h","Locality":"PROCESS_LOCAL","Speculative":false,"Getting Result Time":0,"Accumulables":[],"Finish Time":0,"Failed":false,"Killed":false}}
+{"Event":"SparkListenerTaskEnd","Stage ID":0,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"Success"},"Task Info":{"Task ID":1,"Index":0,"Attempt":1,"Partition ID":0,"Launch Time":1700000001400,"Executor ID":"driver","Host":"h","Locality":"PROCESS_LOCAL","Speculative":false,"Getting Result Time":0,"Accumulables":[],"Finish Time":1700000001900,"Failed":false,"Killed":false},"Task Metrics":{"Executor Run Time":420,"Executor Deserialize Time":30,"JVM GC Time":7,"Shuffle Write Metrics":{"Shuffle Bytes Written":1234,"Shuffle Write Time":5,"Shuffle Records Written":10}}}
 {"Event":"SparkListenerStageCompleted","Stage Info":{"Stage ID":0,"Stage Attempt ID":0,"Stage Name":"collect at x.py:1","Number of Tasks":1,"RDD Info":[],"Details":"d","Submission Time":1700000001001,"Completion Time":1700000002000}}
 {"Event":"SparkListenerJobEnd","Job ID":0,"Completion Time":1700000002000,"Job Result":{"Result":"JobSucceeded"}}
 {"Event":"SparkListenerApplicationEnd","Timestamp":1700000003000}
@@ -95,6 +99,19 @@ async fn pages_render_in_chromium_and_links_resolve() {
             "{path} let a script through"
         );
         assert!(!dom.contains("<b>bold</b>"), "{path} let markup through");
+        if *name == "stage" {
+            // the task table (from the task store) and the quantile summary
+            for want in [
+                "id=\"tasks\"",
+                "id=\"summary\"",
+                "SUCCESS",
+                "FAILED",
+                "&lt;script&gt;alert(2)",
+                "<td>420.0</td>",
+            ] {
+                assert!(dom.contains(want), "{path} lacks {want}: {dom}");
+            }
+        }
         if *name == "app" {
             assert!(
                 dom.contains("&lt;b&gt;bold&lt;/b&gt; job"),

@@ -94,11 +94,40 @@ impl serde_json::ser::Formatter for JacksonFormatter {
         }
         self.indent(w)
     }
+    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, v: f64) -> io::Result<()> {
+        w.write_all(java_double(v).as_bytes())
+    }
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         w.write_all(b" : ")
     }
     fn end_object_value<W: ?Sized + io::Write>(&mut self, _w: &mut W) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A double as Java's `Double.toString` (what Jackson writes): `1656.0`, `5.7519355E7`.
+pub fn java_double(v: f64) -> String {
+    if !v.is_finite() {
+        // Jackson writes these as strings only when asked to; Spark never produces them
+        return "null".into();
+    }
+    let a = v.abs();
+    if a == 0.0 || (1e-3..1e7).contains(&a) {
+        let t = format!("{v}");
+        if t.contains('.') {
+            t
+        } else {
+            format!("{t}.0")
+        }
+    } else {
+        let t = format!("{v:e}");
+        let (mant, exp) = t.split_once('e').unwrap_or((&t, "0"));
+        let mant = if mant.contains('.') {
+            mant.to_string()
+        } else {
+            format!("{mant}.0")
+        };
+        format!("{mant}E{exp}")
     }
 }
 
@@ -538,9 +567,21 @@ pub struct StageData {
     pub scheduling_pool: String,
     pub rdd_ids: Vec<i64>,
     pub accumulator_updates: Vec<()>,
+    /// With `details`: the tasks and per-executor summaries (see [`super::stages`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Ordered<super::stages::TaskData>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executor_summary: Option<Ordered<super::stages::ExecutorStageSummary>>,
     pub killed_tasks_summary: Ordered<i64>,
     pub resource_profile_id: i64,
-    pub peak_executor_metrics: Ordered<i64>,
+    /// Absent until a task of the stage reported executor metrics (Spark's `isSet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_executor_metrics: Option<Ordered<i64>>,
+    /// With `withSummaries`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_metrics_distributions: Option<super::stages::TaskMetricDistributions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executor_metrics_distributions: Option<super::stages::ExecutorMetricsDistributions>,
     pub is_shuffle_push_enabled: bool,
     pub shuffle_mergers_count: i64,
 }
@@ -602,10 +643,14 @@ pub fn stage_data(st: &Stage) -> StageData {
         scheduling_pool: st.scheduling_pool.clone(),
         rdd_ids: st.rdd_ids.clone(),
         accumulator_updates: Vec::new(),
+        tasks: None,
+        executor_summary: None,
         killed_tasks_summary: Ordered(st.killed_summary.clone()),
         resource_profile_id: st.resource_profile_id,
-        peak_executor_metrics: peak_map(&st.peak),
+        peak_executor_metrics: Some(peak_map(&st.peak)),
         is_shuffle_push_enabled: false,
+        task_metrics_distributions: None,
+        executor_metrics_distributions: None,
         shuffle_mergers_count: 0,
     }
 }
@@ -613,6 +658,16 @@ pub fn stage_data(st: &Stage) -> StageData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doubles_as_java_prints_them() {
+        assert_eq!(java_double(1656.0), "1656.0");
+        assert_eq!(java_double(0.05), "0.05");
+        assert_eq!(java_double(0.0), "0.0");
+        assert_eq!(java_double(57519355.0), "5.7519355E7");
+        assert_eq!(java_double(1e7), "1.0E7");
+        assert_eq!(java_double(0.0001), "1.0E-4");
+    }
 
     #[test]
     fn dates_use_spark_format() {

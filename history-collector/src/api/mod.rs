@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod json;
 pub mod logs_zip;
 pub mod sql;
+pub mod stages;
 
 use std::sync::Arc;
 
@@ -345,30 +346,7 @@ async fn per_app(
             Some(j) => json_ok(&job_data(j)),
             None => not_found(format!("unknown job: {id}")),
         },
-        ["stages"]
-            if param(&ps, "details").is_none_or(|d| d == "false")
-                && param(&ps, "withSummaries").is_none_or(|d| d == "false") =>
-        {
-            let statuses: Vec<String> = param_all(&ps, "status")
-                .iter()
-                .map(|s| s.to_ascii_uppercase())
-                .collect();
-            for s in &statuses {
-                if !["ACTIVE", "COMPLETE", "FAILED", "PENDING", "SKIPPED"].contains(&s.as_str()) {
-                    return bad_request(format!("unknown stage status: {s}"));
-                }
-            }
-            let v: Vec<StageData> = app
-                .stages
-                .values()
-                .rev()
-                .filter(|st| {
-                    statuses.is_empty() || statuses.iter().any(|s| s == st.status.as_str())
-                })
-                .map(stage_data)
-                .collect();
-            json_ok(&v)
-        }
+        ["stages", rest @ ..] => stages::route(&entry, rest, &ps),
         ["executors"] => {
             let v: Vec<ExecutorSummary> = app
                 .executors

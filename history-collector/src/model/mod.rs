@@ -8,6 +8,7 @@
 pub mod scala_order;
 pub mod sql;
 pub mod storage;
+pub mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -251,7 +252,7 @@ pub struct ResourceProfile {
 }
 
 /// One application attempt.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct App {
     pub id: Option<String>,
     pub name: String,
@@ -274,6 +275,8 @@ pub struct App {
     pub sql: sql::SqlState,
     /// Cached RDDs and block accounting (see [`storage`]).
     pub storage: storage::StorageState,
+    /// Every task, spilled off the heap (see [`tasks`]).
+    pub tasks: tasks::TaskStore,
 }
 
 fn s(v: &Value, k: &str) -> Option<String> {
@@ -322,10 +325,11 @@ impl App {
             default_cpus_per_task: 1,
             ..App::default()
         };
-        let stats = eventlog::replay(src, |ev| app.apply(&ev));
+        let stats = eventlog::replay_raw(src, |line| app.apply_line(line));
         app.stats = stats;
         app.sql.finish_replay();
         app.storage.finish_replay(&app.executors);
+        app.tasks.finish(crate::api::catalog::now_ms());
         app
     }
 
@@ -452,8 +456,9 @@ impl App {
             "SparkListenerJobEnd" => self.job_end(ev),
             "SparkListenerStageSubmitted" => self.stage_submitted(ev),
             "SparkListenerStageCompleted" => self.stage_completed(ev),
-            "SparkListenerTaskStart" => self.task_start(ev),
-            "SparkListenerTaskEnd" => self.task_end(ev),
+            "SparkListenerTaskStart" | "SparkListenerTaskGettingResult" | "SparkListenerTaskEnd" => {
+                self.task_event(kind, ev)
+            }
             "SparkListenerStageExecutorMetrics" => {
                 if let (Some(id), Some(m)) = (s(ev, "Executor ID"), ev.get("Executor Metrics")) {
                     if let Some(e) = self.executors.get_mut(&id) {
@@ -662,7 +667,7 @@ impl App {
                 st.live = false;
                 job.skipped_stages.insert(st.stage_id);
                 job.skipped_tasks += st.num_tasks;
-                job.active_stages -= 1;
+                // never submitted, so never counted active: Spark 4 reports 0 here, not -1
             }
         }
         let ok = ev
@@ -762,124 +767,6 @@ impl App {
             job.active_stages -= 1;
         }
     }
-
-    fn task_start(&mut self, ev: &Value) {
-        let Some(info) = ev.get("Task Info") else {
-            return;
-        };
-        let sid = i(ev, "Stage ID").unwrap_or(-1);
-        let att = i(ev, "Stage Attempt ID").unwrap_or(0);
-        let launch = i(info, "Launch Time").unwrap_or(0);
-        if let Some(st) = self.stages.get_mut(&(sid, att)).filter(|s| s.live) {
-            st.active_tasks += 1;
-            st.first_launch_time = Some(st.first_launch_time.map_or(launch, |f| f.min(launch)));
-            for j in &st.job_ids {
-                if let Some(job) = self.jobs.get_mut(j) {
-                    job.active_tasks += 1;
-                }
-            }
-        }
-        if let Some(e) = s(info, "Executor ID").and_then(|id| self.executors.get_mut(&id)) {
-            if e.is_active {
-                e.active_tasks += 1;
-                e.total_tasks += 1;
-            }
-        }
-    }
-
-    fn task_end(&mut self, ev: &Value) {
-        let Some(info) = ev.get("Task Info") else {
-            return;
-        };
-        let sid = i(ev, "Stage ID").unwrap_or(-1);
-        let att = i(ev, "Stage Attempt ID").unwrap_or(0);
-        let reason = ev.get("Task End Reason").cloned().unwrap_or(Value::Null);
-        let kind = s(&reason, "Reason").unwrap_or_default();
-        let (done, failed, killed) = match kind.as_str() {
-            "Success" => (1, 0, 0),
-            "TaskKilled" | "TaskCommitDenied" => (0, 0, 1),
-            _ => (0, 1, 0),
-        };
-        let killed_reason = match kind.as_str() {
-            "TaskKilled" => Some(s(&reason, "Kill Reason").unwrap_or_else(|| "unknown reason".into())),
-            "TaskCommitDenied" => Some(format!(
-                "TaskCommitDenied (Driver denied task commit) for job: {}, partition: {}, attemptNumber: {}",
-                i(&reason, "Job ID").unwrap_or(-1),
-                i(&reason, "Partition ID").unwrap_or(-1),
-                i(&reason, "Attempt Number").unwrap_or(-1)
-            )),
-            _ => None,
-        };
-        let index = i(info, "Index").unwrap_or(0);
-        let metrics = ev.get("Task Metrics").filter(|m| !m.is_null());
-        let delta = metrics.map(task_metrics);
-        if let Some(st) = self.stages.get_mut(&(sid, att)).filter(|s| s.live) {
-            if let Some(d) = &delta {
-                for (a, b) in st.metrics.v.iter_mut().zip(d.v.iter()) {
-                    *a += b;
-                }
-            }
-            st.active_tasks -= 1;
-            st.completed_tasks += done;
-            if done > 0 {
-                st.completed_indices.insert(index);
-            }
-            st.failed_tasks += failed;
-            st.killed_tasks += killed;
-            if let Some(r) = &killed_reason {
-                bump(&mut st.killed_summary, r.clone());
-            }
-            if let Some(tm) = ev.get("Task Executor Metrics") {
-                let mut p = Some(st.peak);
-                update_peak(&mut p, tm);
-                if let Some(p) = p {
-                    st.peak = p;
-                }
-            }
-            if st.active_tasks == 0
-                && matches!(st.status, StageStatus::Complete | StageStatus::Failed)
-            {
-                st.live = false;
-            }
-            for j in &st.job_ids {
-                if let Some(job) = self.jobs.get_mut(j) {
-                    job.active_tasks -= 1;
-                    job.completed_tasks += done;
-                    if done > 0 {
-                        job.completed_indices.insert((sid, index));
-                    }
-                    job.failed_tasks += failed;
-                    job.killed_tasks += killed;
-                    if let Some(r) = &killed_reason {
-                        bump(&mut job.killed_summary, r.clone());
-                    }
-                }
-            }
-        }
-        if let Some(e) = s(info, "Executor ID").and_then(|id| self.executors.get_mut(&id)) {
-            if e.is_active {
-                e.active_tasks -= 1;
-                e.completed_tasks += done;
-                e.failed_tasks += failed;
-                let launch = i(info, "Launch Time").unwrap_or(0);
-                let finish = i(info, "Finish Time").unwrap_or(0);
-                e.total_duration += if finish > 0 { finish - launch } else { 0 };
-                if kind != "Resubmitted" {
-                    if let (Some(d), Some(m)) = (&delta, metrics) {
-                        let read = m.get("Shuffle Read Metrics");
-                        let r = |k: &str| read.and_then(|x| i(x, k)).unwrap_or(0);
-                        e.total_gc_time += d.v[m::GC_TIME];
-                        e.total_input_bytes += d.v[m::INPUT_BYTES];
-                        e.total_shuffle_read += r("Local Bytes Read") + r("Remote Bytes Read");
-                        e.total_shuffle_write += d.v[m::SHUFFLE_WRITE_BYTES];
-                    }
-                }
-                if let Some(tm) = ev.get("Task Executor Metrics") {
-                    update_peak(&mut e.peak, tm);
-                }
-            }
-        }
-    }
 }
 
 fn update_peak(peak: &mut Option<[i64; 23]>, m: &Value) {
@@ -892,44 +779,4 @@ fn update_peak(peak: &mut Option<[i64; 23]>, m: &Value) {
             }
         }
     }
-}
-
-fn task_metrics(tm: &Value) -> Metrics {
-    let g = |k: &str| i(tm, k).unwrap_or(0);
-    let input = tm.get("Input Metrics");
-    let output = tm.get("Output Metrics");
-    let write = tm.get("Shuffle Write Metrics");
-    let sub = |o: Option<&Value>, k: &str| o.and_then(|x| i(x, k)).unwrap_or(0);
-    let mut v = [0; METRIC_COUNT];
-    v[m::DESER_TIME] = g("Executor Deserialize Time");
-    v[m::DESER_CPU] = g("Executor Deserialize CPU Time");
-    v[m::RUN_TIME] = g("Executor Run Time");
-    v[m::CPU_TIME] = g("Executor CPU Time");
-    v[m::RESULT_SIZE] = g("Result Size");
-    v[m::GC_TIME] = g("JVM GC Time");
-    v[m::RESULT_SER] = g("Result Serialization Time");
-    v[m::MEM_SPILL] = g("Memory Bytes Spilled");
-    v[m::DISK_SPILL] = g("Disk Bytes Spilled");
-    v[m::PEAK_EXEC_MEM] = g("Peak Execution Memory");
-    v[m::INPUT_BYTES] = sub(input, "Bytes Read");
-    v[m::INPUT_RECORDS] = sub(input, "Records Read");
-    v[m::OUTPUT_BYTES] = sub(output, "Bytes Written");
-    v[m::OUTPUT_RECORDS] = sub(output, "Records Written");
-    v[m::SHUFFLE_WRITE_BYTES] = sub(write, "Shuffle Bytes Written");
-    v[m::SHUFFLE_WRITE_RECORDS] = sub(write, "Shuffle Records Written");
-    v[m::SHUFFLE_WRITE_TIME] = sub(write, "Shuffle Write Time");
-    let read = tm.get("Shuffle Read Metrics");
-    v[m::SR_REMOTE_BLOCKS] = sub(read, "Remote Blocks Fetched");
-    v[m::SR_LOCAL_BLOCKS] = sub(read, "Local Blocks Fetched");
-    v[m::SR_FETCH_WAIT] = sub(read, "Fetch Wait Time");
-    v[m::SR_REMOTE_BYTES] = sub(read, "Remote Bytes Read");
-    v[m::SR_REMOTE_TO_DISK] = sub(read, "Remote Bytes Read To Disk");
-    v[m::SR_LOCAL_BYTES] = sub(read, "Local Bytes Read");
-    v[m::SR_RECORDS] = sub(read, "Total Records Read");
-    v[m::SR_REMOTE_REQS_DURATION] = sub(read, "Remote Requests Duration");
-    let push = read.and_then(|r| r.get("Push Based Shuffle"));
-    for (k, name) in m::PUSH_NAMES.iter().enumerate() {
-        v[m::PUSH + k] = sub(push, name);
-    }
-    Metrics { v }
 }

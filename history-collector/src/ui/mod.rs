@@ -14,6 +14,7 @@ use axum::Router;
 use serde::Deserialize;
 
 mod sql;
+mod stage;
 
 use crate::api::json::date;
 use crate::api::{Catalog, Entry};
@@ -25,7 +26,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/", get(index))
         .route("/history/{app}/", get(app_page))
         .route("/history/{app}/jobs/", get(app_page))
-        .route("/history/{app}/stages/{stage}/{attempt}/", get(stage_page))
+        .route("/history/{app}/stages/{stage}/{attempt}/", get(stage::stage_page))
         .route("/history/{app}/executors/", get(executors_page))
         .route("/history/{app}/environment/", get(environment_page))
         .route("/history/{app}/storage/", get(sql::storage_page))
@@ -298,59 +299,6 @@ async fn app_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<String>) -
     }
     body.push_str("</tbody></table>");
     page(&format!("{} ({})", a.name, id), Some(a), &body)
-}
-
-async fn stage_page(
-    State(catalog): State<Arc<Catalog>>,
-    Path((id, stage, attempt)): Path<(String, i64, i64)>,
-) -> Response {
-    let Some(e) = find(&catalog, &id) else {
-        return missing(&format!("unknown application {id}"));
-    };
-    let a = &e.app;
-    let Some(st) = a.stages.get(&(stage, attempt)) else {
-        return missing(&format!("unknown stage {stage}.{attempt}"));
-    };
-    let v = &st.metrics.v;
-    let mut body = format!(
-        "<p>Status: <span class=\"{s}\">{s}</span> · Tasks: {} done, {} failed, {} killed of {} · Jobs: {:?}</p>",
-        st.completed_tasks,
-        st.failed_tasks,
-        st.killed_tasks,
-        st.num_tasks,
-        st.job_ids,
-        s = st.status.as_str()
-    );
-    if let Some(r) = &st.failure_reason {
-        let _ = write!(body, "<h2>Failure</h2><pre>{}</pre>", esc(r));
-    }
-    body.push_str("<h2>Summary metrics (totals over tasks)</h2><table id=\"metrics\"><tbody>");
-    for (label, idx) in [
-        ("Executor run time (ms)", m::RUN_TIME),
-        ("Executor CPU time (ns)", m::CPU_TIME),
-        ("Deserialize time (ms)", m::DESER_TIME),
-        ("GC time (ms)", m::GC_TIME),
-        ("Result size (bytes)", m::RESULT_SIZE),
-        ("Peak execution memory (bytes)", m::PEAK_EXEC_MEM),
-        ("Input (bytes / records)", m::INPUT_BYTES),
-        ("Output (bytes)", m::OUTPUT_BYTES),
-        ("Shuffle write (bytes)", m::SHUFFLE_WRITE_BYTES),
-        ("Shuffle write records", m::SHUFFLE_WRITE_RECORDS),
-        ("Memory spilled (bytes)", m::MEM_SPILL),
-        ("Disk spilled (bytes)", m::DISK_SPILL),
-    ] {
-        let _ = write!(body, "<tr><th>{label}</th><td>{}</td></tr>", v[idx]);
-    }
-    let _ = write!(
-        body,
-        "</tbody></table><h2>Details</h2><pre>{}</pre>",
-        esc(&st.details)
-    );
-    page(
-        &format!("Stage {}.{}: {}", stage, attempt, st.name),
-        Some(a),
-        &body,
-    )
 }
 
 async fn executors_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<String>) -> Response {
