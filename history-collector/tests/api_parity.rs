@@ -275,7 +275,9 @@ async fn fetch_zip(
     let mut entries = Vec::new();
     if let Ok(mut z) = zip::ZipArchive::new(std::io::Cursor::new(body.to_vec())) {
         for i in 0..z.len() {
-            let mut f = z.by_index(i).unwrap_or_else(|e| panic!("{url}: entry {i}: {e}"));
+            let mut f = z
+                .by_index(i)
+                .unwrap_or_else(|e| panic!("{url}: entry {i}: {e}"));
             let name = f.name().map(|n| n.to_string()).unwrap_or_default();
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut f, &mut data)
@@ -419,6 +421,13 @@ async fn every_endpoint_matches_spark_history_server() {
             "/stages",
             "/stages?status=complete",
             "/stages?status=failed",
+            "/stages?details=true",
+            "/stages?withSummaries=true",
+            "/stages?details=true&withSummaries=true&quantiles=0.9,0.1,0.5",
+            "/stages?details=true&taskStatus=FAILED&taskStatus=killed",
+            "/stages/9999",
+            "/stages/0/9",
+            "/stages/0/0/taskSummary?quantiles=0.5,x",
         ] {
             paths.push(format!("{a}{sub}"));
         }
@@ -449,6 +458,27 @@ async fn every_endpoint_matches_spark_history_server() {
         let jobs: Vec<serde_json::Value> = serde_json::from_str(&jobs).unwrap_or_default();
         for j in jobs {
             paths.push(format!("{a}/jobs/{}", j["jobId"]));
+        }
+        // every stage attempt, with its tasks, summaries and task list variants
+        let (_, stages) = fetch(&client, &format!("{spark}{a}/stages")).await;
+        let stages: Vec<serde_json::Value> = serde_json::from_str(&stages).unwrap_or_default();
+        for st in stages {
+            let (id, att) = (&st["stageId"], &st["attemptId"]);
+            paths.push(format!("{a}/stages/{id}"));
+            for sub in [
+                "",
+                "?withSummaries=true&quantiles=0.01,0.5,0.99",
+                "?details=false",
+                "/taskSummary",
+                "/taskSummary?quantiles=0,0.33,1",
+                "/taskList",
+                "/taskList?sortBy=runtime&length=3",
+                "/taskList?sortBy=-runtime&offset=1",
+                "/taskList?status=failed&status=KILLED",
+                "/taskList?status=success&offset=1&length=2",
+            ] {
+                paths.push(format!("{a}/stages/{id}/{att}{sub}"));
+            }
         }
     }
 
@@ -493,6 +523,11 @@ async fn every_endpoint_matches_spark_history_server() {
             _ => failures.push(format!("{p}: unparsable JSON")),
         }
     }
+    // the whole list, untruncated, for whoever fixes them
+    let _ = std::fs::write(
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("api-parity-failures.txt"),
+        failures.join("\n"),
+    );
     // the event-log zips: same status, download name and entries (names and bytes); Spark
     // adds a directory's files in file-system order, so entries are compared sorted
     for app in &listing {

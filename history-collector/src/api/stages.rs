@@ -6,6 +6,10 @@
 //! immutable maps built from a list (tasks by descending id, executors by id), so small maps
 //! keep that order and larger ones iterate in hash-trie order ([`scala_order`]).
 
+// Query-parameter helpers return the finished error response (Spark's 400/404 text) so
+// handlers can `?` it straight out; boxing it would buy nothing on this cold path.
+#![allow(clippy::result_large_err)]
+
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
@@ -334,7 +338,11 @@ fn quantiles_of(mut values: Vec<i64>, qs: &[f64]) -> Vec<f64> {
 /// negated) nor `schedulerDelay` (computed from the negated values, so large).
 fn indexed(t: &TaskRec, ex: Ex) -> i64 {
     let Some(mt) = &t.metrics else {
-        return if matches!(ex, Ex::Duration) { t.duration } else { -1 };
+        return if matches!(ex, Ex::Duration) {
+            t.duration
+        } else {
+            -1
+        };
     };
     let ok = t.status == TaskState::Success;
     let mv = |i: usize| if ok { mt.v[i] } else { -mt.v[i] - 1 };
@@ -627,9 +635,9 @@ pub fn route(entry: &Entry, rest: &[&str], ps: &[(String, String)]) -> Response 
                     };
                     match task_summary(&app.tasks.stage_tasks(key), &qs) {
                         Some(d) => json_ok(&d),
-                        None => not_found(format!(
-                            "No tasks reported metrics for {id} / {att} yet."
-                        )),
+                        None => {
+                            not_found(format!("No tasks reported metrics for {id} / {att} yet."))
+                        }
                     }
                 }
                 ["taskList"] => task_list(app, key, ps),

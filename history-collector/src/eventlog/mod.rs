@@ -140,12 +140,14 @@ pub struct ReadStats {
 
 /// Decodes each file of `src` in turn and hands every JSON line to `f`.
 pub fn replay(src: &LogSource, mut f: impl FnMut(serde_json::Value)) -> ReadStats {
-    replay_raw(src, |line| match serde_json::from_slice::<serde_json::Value>(line) {
-        Ok(v) if v.is_object() => {
-            f(v);
-            true
+    replay_raw(src, |line| {
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(v) if v.is_object() => {
+                f(v);
+                true
+            }
+            _ => false,
         }
-        _ => false,
     })
 }
 

@@ -456,9 +456,9 @@ impl App {
             "SparkListenerJobEnd" => self.job_end(ev),
             "SparkListenerStageSubmitted" => self.stage_submitted(ev),
             "SparkListenerStageCompleted" => self.stage_completed(ev),
-            "SparkListenerTaskStart" | "SparkListenerTaskGettingResult" | "SparkListenerTaskEnd" => {
-                self.task_event(kind, ev)
-            }
+            "SparkListenerTaskStart"
+            | "SparkListenerTaskGettingResult"
+            | "SparkListenerTaskEnd" => self.task_event(kind, ev),
             "SparkListenerStageExecutorMetrics" => {
                 if let (Some(id), Some(m)) = (s(ev, "Executor ID"), ev.get("Executor Metrics")) {
                     if let Some(e) = self.executors.get_mut(&id) {

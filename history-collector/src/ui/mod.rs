@@ -26,7 +26,10 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/", get(index))
         .route("/history/{app}/", get(app_page))
         .route("/history/{app}/jobs/", get(app_page))
-        .route("/history/{app}/stages/{stage}/{attempt}/", get(stage::stage_page))
+        .route(
+            "/history/{app}/stages/{stage}/{attempt}/",
+            get(stage::stage_page),
+        )
         .route("/history/{app}/executors/", get(executors_page))
         .route("/history/{app}/environment/", get(environment_page))
         .route("/history/{app}/storage/", get(sql::storage_page))

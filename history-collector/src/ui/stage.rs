@@ -14,8 +14,8 @@ use super::{duration, esc, find, missing, page, seg};
 use crate::api::json::{date, java_double};
 use crate::api::stages::{task_summary, N};
 use crate::api::Catalog;
-use crate::model::tasks::TaskRec;
 use crate::model::m;
+use crate::model::tasks::TaskRec;
 
 /// Tasks per page unless `size` says otherwise.
 const PAGE: usize = 100;
