@@ -117,22 +117,37 @@ impl Drop for Spool {
     }
 }
 
-/// A blocking `Read` over chunks arriving on a channel, for the extraction thread.
+/// A blocking reader over chunks arriving on a channel, for the checking thread. It is a
+/// `BufRead` over the chunks themselves, so the decoder reads them in place.
 struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<Bytes>,
     cur: Bytes,
 }
 
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl std::io::BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.cur.is_empty() {
             match self.rx.blocking_recv() {
                 Some(b) => self.cur = b,
-                None => return Ok(0),
+                None => break,
             }
         }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(&self.cur)
+    }
+
+    fn consume(&mut self, amt: usize) {
+        let amt = amt.min(self.cur.len());
+        bytes::Buf::advance(&mut self.cur, amt);
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        let avail = self.fill_buf()?;
+        let n = buf.len().min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
@@ -247,6 +262,11 @@ async fn upload(
         files: received.files,
     };
     let meta = app.bundles.publish(meta, &spool.0).await?;
+    // The per-file objects are extracted after the answer, off the upload's critical path;
+    // a request that comes first waits for (or starts) this same extraction.
+    if !meta.files.is_empty() {
+        drop(app.bundles.materialise(meta.clone()));
+    }
     app.metrics.upload_result("ok");
     app.metrics.bundle_added(meta.stored_bytes());
     tracing::info!(bundle = %id, size = meta.bundle_size, files = meta.files.len(), namespace = %meta.owner.owner_namespace, "bundle stored");
@@ -287,45 +307,41 @@ struct Received {
     files: Vec<bundle::FileEntry>,
 }
 
-/// Streams the `resources` part into the spool while checking and extracting it, so a bad
-/// entry stops the upload early and memory stays bounded whatever the size. Three stages
-/// run at once, joined by short channels: this task reads the body; a thread writes and hashes
-/// the archive as uploaded (`bundle.tar.gz`, served by the v0 download) and hands each chunk
-/// on; another thread gunzips, checks and writes the files (`files/`), hashing each. Every
-/// byte is written once and hashed once; the store then takes the spool over by rename.
+/// Streams the `resources` part into the spool while checking it, so a bad entry stops the
+/// upload early and memory stays bounded whatever the size. Three stages run at once, joined
+/// by short channels: this task reads the body; a thread writes and hashes the archive as
+/// uploaded (`bundle.tar.gz`), starting its writeback to disk as it goes, and hands each
+/// chunk on; another thread gunzips and checks it, hashing each file. Every byte is written
+/// once (the per-file objects are materialised later, see `store`); the store then takes the
+/// spool over by rename.
 async fn receive_bundle(
     app: &AppState,
     dir: &std::path::Path,
     mut field: axum::extract::multipart::Field<'_>,
 ) -> Result<Received, ApiError> {
     let archive_path = dir.join("bundle.tar.gz");
-    let files_dir = dir.join("files");
     let internal = |what: &str, e: std::io::Error| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
     };
-    std::fs::create_dir_all(&files_dir)
-        .map_err(|e| internal(&format!("cannot create {}", files_dir.display()), e))?;
     let out = std::fs::File::create(&archive_path)
         .map_err(|e| internal(&format!("cannot create {}", archive_path.display()), e))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let (etx, erx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (etx, erx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let limits = app.limits;
-    let fd = files_dir.clone();
-    let extractor = tokio::task::spawn_blocking(move || {
+    let checker = tokio::task::spawn_blocking(move || {
         let reader = ChannelReader {
             rx: erx,
             cur: Bytes::new(),
         };
-        bundle::extract(reader, limits, &|name| {
-            Some((fd.clone(), PathBuf::from(name)))
-        })
+        bundle::validate(reader, limits)
     });
     let ap = archive_path.clone();
-    let archiver = tokio::task::spawn_blocking(move || archive(out, rx, etx, &ap));
+    let writeback = app.bundles.fsync();
+    let archiver = tokio::task::spawn_blocking(move || archive(out, rx, etx, &ap, writeback));
     let mut tx = Some(tx);
     let mut total = 0u64;
     let mut failure = None;
-    let mut pending = bytes::BytesMut::with_capacity(HANDOFF + (64 << 10));
+    let mut pending = bytes::BytesMut::new();
     loop {
         let chunk = match field.chunk().await {
             Ok(Some(c)) => c,
@@ -341,16 +357,25 @@ async fn receive_bundle(
             failure = Some(too_large(app.max_bundle_size));
             break;
         }
-        // Small network chunks are gathered into large ones: one hand-off per 512 KiB
-        // instead of per read keeps the two threads' wake-ups off the profile.
-        pending.extend_from_slice(&chunk);
-        if pending.len() >= HANDOFF {
-            let full = pending.split().freeze();
-            if send(&tx, full).await.is_err() {
-                // The archiver stopped early: the extractor found a bad entry, or a write
-                // failed. Their errors are the answer.
-                break;
+        // Small network chunks are gathered into large ones (one hand-off per 512 KiB
+        // instead of per read keeps the threads' wake-ups off the profile); large ones go
+        // on as they are, without a copy.
+        let full = if pending.is_empty() && chunk.len() >= HANDOFF / 4 {
+            chunk
+        } else {
+            if pending.is_empty() {
+                pending.reserve(HANDOFF + (64 << 10));
             }
+            pending.extend_from_slice(&chunk);
+            if pending.len() < HANDOFF {
+                continue;
+            }
+            pending.split().freeze()
+        };
+        if send(&tx, full).await.is_err() {
+            // The archiver stopped early: the checker found a bad entry, or a write
+            // failed. Their errors are the answer.
+            break;
         }
     }
     if failure.is_none() && !pending.is_empty() {
@@ -358,11 +383,11 @@ async fn receive_bundle(
     }
     drop(tx.take());
     let archived = archiver.await;
-    let extracted = extractor.await;
+    let checked = checker.await;
     if let Some(f) = failure {
         return Err(f);
     }
-    let files = match extracted {
+    let files = match checked {
         Ok(Ok(files)) => files,
         Ok(Err(e)) => {
             let status = match e {
@@ -416,6 +441,10 @@ async fn receive_bundle(
 /// How much of the upload is passed between the receiving stages at a time.
 const HANDOFF: usize = 512 << 10;
 
+/// How much of the archive is written before its writeback to disk is started: the disk then
+/// works while the upload arrives, and the fsync before the answer has little left to do.
+const WRITEBACK_STEP: u64 = 16 << 20;
+
 async fn send(tx: &Option<tokio::sync::mpsc::Sender<Bytes>>, chunk: Bytes) -> Result<(), ()> {
     match tx {
         Some(t) => t.send(chunk).await.map_err(|_| ()),
@@ -424,28 +453,52 @@ async fn send(tx: &Option<tokio::sync::mpsc::Sender<Bytes>>, chunk: Bytes) -> Re
 }
 
 /// The archive stage of [`receive_bundle`]: writes and hashes each chunk, then passes it to
-/// the extractor. Stops (dropping `rx`, which ends the upload) when the extractor has.
+/// the checker. Stops (dropping `rx`, which ends the upload) when the checker has. With
+/// `writeback`, starts writing each [`WRITEBACK_STEP`] to disk as soon as it is complete.
 fn archive(
     mut out: std::fs::File,
     mut rx: tokio::sync::mpsc::Receiver<Bytes>,
     etx: tokio::sync::mpsc::Sender<Bytes>,
     path: &std::path::Path,
+    writeback: bool,
 ) -> std::io::Result<(u64, String)> {
     use sha2::Digest;
     use std::io::Write;
     let mut hasher = sha2::Sha256::new();
     let mut size = 0u64;
+    let mut flushed = 0u64;
     while let Some(chunk) = rx.blocking_recv() {
         out.write_all(&chunk)?;
-        hasher.update(&chunk);
         size += chunk.len() as u64;
+        // the checker works on this chunk while it is hashed here
+        let hashed = chunk.clone();
         if etx.blocking_send(chunk).is_err() {
             break;
+        }
+        hasher.update(&hashed);
+        if writeback && size - flushed >= WRITEBACK_STEP {
+            start_writeback(&out, flushed, size - flushed);
+            flushed = size;
         }
     }
     out.flush()?;
     tracing::trace!(path = %path.display(), size, "archive spooled");
     Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// Asks the kernel to start writing `len` bytes at `offset` of `file` to disk, without
+/// waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Only a hint: durability still comes
+/// from the fsync before the upload is acknowledged, so a failure is ignored.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is open for the duration of the call (borrowed from `file`), and
+    // sync_file_range touches no memory of this process.
+    let _ = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
 }
 
 fn secret_from(headers: &HeaderMap) -> Option<&str> {
@@ -558,12 +611,14 @@ async fn download_file(
             format!("bundle {id}: wrong download token"),
         ));
     }
-    let Some(f) = meta.files.iter().find(|f| f.name == name) else {
+    let Some(index) = meta.files.iter().position(|f| f.name == name) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("bundle {id} has no file `{name}`"),
         ));
     };
+    app.bundles.ensure_file(&meta, index).await?;
+    let f = &meta.files[index];
     let resp = serve_object(
         &app,
         &store::file_key(&id, &f.name),
@@ -676,13 +731,21 @@ async fn serve_object(
             range = None;
         }
     }
-    let got = app
-        .bundles
-        .objects
-        .get(key, range.clone())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(got.body, 256 * 1024);
+    let body = match app.bundles.local_path(key) {
+        Some(path) => local_body(path, range.clone().unwrap_or(0..size), size).await?,
+        None => {
+            let got = app
+                .bundles
+                .objects
+                .get(key, range.clone())
+                .await
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                got.body,
+                64 << 10,
+            ))
+        }
+    };
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, ctype)
         .header(header::ACCEPT_RANGES, "bytes")
@@ -701,8 +764,121 @@ async fn serve_object(
             .header(header::CONTENT_LENGTH, size),
     };
     builder
-        .body(Body::from_stream(stream))
+        .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// All read buffers of local downloads in flight, in KiB. A chunk holds its share from the
+/// read until hyper has written it to the socket (it is returned when the `Bytes` is
+/// dropped), so however many connections download at once, and however slowly their clients
+/// read, the buffers they hold add up to at most this much.
+const DOWNLOAD_BUDGET_KIB: u32 = 24 << 10;
+
+/// Chunk sizes of local downloads: big while the budget is mostly free (one fast client gets
+/// few, large reads), small once it is contended (many clients share it finely).
+const BIG_CHUNK: usize = 256 << 10;
+const SMALL_CHUNK: usize = 64 << 10;
+
+/// How long a chunk waits for its share before it is read anyway: clients that stop reading
+/// can hold the budget, and they must not stall everyone else forever.
+const BUDGET_WAIT: Duration = Duration::from_secs(5);
+
+static DOWNLOAD_BUDGET: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| {
+        Arc::new(tokio::sync::Semaphore::new(DOWNLOAD_BUDGET_KIB as usize))
+    });
+
+/// A chunk of a download with its share of the budget, released when hyper drops it.
+struct Chunk {
+    data: Vec<u8>,
+    _share: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+/// The body of a download from the local store: `range` of the file at `path` (which must be
+/// `size` bytes long), read chunk by chunk on the blocking pool within the download budget.
+async fn local_body(
+    path: PathBuf,
+    range: std::ops::Range<u64>,
+    size: u64,
+) -> Result<Body, ApiError> {
+    let shown = path.display().to_string();
+    let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = std::fs::File::open(&path)?;
+        let len = file.metadata()?.len();
+        if len != size {
+            return Err(std::io::Error::other(format!(
+                "{len} bytes where {size} were recorded"
+            )));
+        }
+        file.seek(SeekFrom::Start(range.start))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| internal(format!("cannot open {shown}: {e}")))?
+    .map_err(|e| internal(format!("cannot read {shown}: {e}")))?;
+    let state = (Some(file), range.end - range.start);
+    let stream = futures::stream::unfold(state, move |(file, left)| {
+        let shown = shown.clone();
+        async move {
+            let file = file?;
+            if left == 0 {
+                return None;
+            }
+            let budget = DOWNLOAD_BUDGET.clone();
+            let chunk = if budget.available_permits() > DOWNLOAD_BUDGET_KIB as usize / 2 {
+                BIG_CHUNK
+            } else {
+                SMALL_CHUNK
+            };
+            let want = left.min(chunk as u64) as usize;
+            let kib = want.div_ceil(1024) as u32;
+            let share =
+                match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many_owned(kib)).await {
+                    Ok(Ok(p)) => Some(p),
+                    _ => None,
+                };
+            let read = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut data = Vec::with_capacity(want);
+                let r = (&file).take(want as u64).read_to_end(&mut data);
+                (file, r.map(|_| data))
+            })
+            .await;
+            match read {
+                Ok((file, Ok(data))) if !data.is_empty() => {
+                    let n = data.len() as u64;
+                    let bytes = Bytes::from_owner(Chunk {
+                        data,
+                        _share: share,
+                    });
+                    Some((Ok(bytes), (Some(file), left - n)))
+                }
+                Ok((_, Ok(_))) => Some((
+                    Err(std::io::Error::other(format!("{shown} ended early"))),
+                    (None, 0),
+                )),
+                Ok((_, Err(e))) => Some((
+                    Err(std::io::Error::new(e.kind(), format!("{shown}: {e}"))),
+                    (None, 0),
+                )),
+                Err(e) => Some((
+                    Err(std::io::Error::other(format!(
+                        "read of {shown} failed: {e}"
+                    ))),
+                    (None, 0),
+                )),
+            }
+        }
+    });
+    Ok(Body::from_stream(stream))
 }
 
 #[cfg(test)]

@@ -132,12 +132,61 @@ impl Seen {
 ///
 /// `input` is read to its end even after the archive's end marker, so a caller feeding it
 /// from a channel never sees the reader hang up early on a valid bundle.
-pub fn extract<R: Read>(
+pub fn extract<R: std::io::BufRead>(
     input: R,
     limits: Limits,
     route: &dyn Fn(&str) -> Option<(PathBuf, PathBuf)>,
 ) -> Result<Vec<FileEntry>, BundleError> {
-    let gz = flate2::read::GzDecoder::new(input);
+    walk(input, limits, &mut |name, _size, entry| {
+        let Some((root, rel)) = route(name) else {
+            return Ok(None);
+        };
+        let path = root.join(&rel);
+        write_new_file(&path, &root, entry)
+            .map(Some)
+            .map_err(|e| match e {
+                WriteError::Read(e) => BundleError::Corrupt(e.to_string()),
+                WriteError::Write(source) => BundleError::Write {
+                    path: path.clone(),
+                    source,
+                },
+            })
+    })
+}
+
+/// Checks a tar.gz read from `input` like [`extract`] and returns the size and sha256 of every
+/// file, without writing anything: what the server records at upload.
+pub fn validate<R: std::io::BufRead>(
+    input: R,
+    limits: Limits,
+) -> Result<Vec<FileEntry>, BundleError> {
+    let mut buf = vec![0u8; COPY_BUF];
+    walk(input, limits, &mut |_, _, entry| {
+        hash_copy(entry, &mut buf, &mut |_| Ok(()))
+            .map(Some)
+            .map_err(|e| match e {
+                WriteError::Read(e) | WriteError::Write(e) => BundleError::Corrupt(e.to_string()),
+            })
+    })
+}
+
+/// What a visitor of [`walk`] does with one file: `Ok(None)` skips it (the tar reader skips
+/// its bytes), `Ok(Some((size, sha256)))` reports what it read.
+pub type Visit<'a> =
+    dyn FnMut(&str, u64, &mut dyn Read) -> Result<Option<(u64, String)>, BundleError> + 'a;
+
+/// The rules shared by [`extract`], [`validate`] and the server's materialisation: walks the
+/// tar.gz, refuses bad entries (naming them), and hands each acceptable file, with its
+/// normalised name and declared size, to `visit`. Returns the files `visit` read, in archive
+/// order; a file whose read size differs from its header is refused as truncated.
+pub fn walk<R: std::io::BufRead>(
+    input: R,
+    limits: Limits,
+    visit: &mut Visit<'_>,
+) -> Result<Vec<FileEntry>, BundleError> {
+    // `input` is buffered by the caller (with big buffers: the decoder then inflates straight
+    // into the visitor's buffer in large slices, with no copy in between).
+    let gz = flate2::bufread::GzDecoder::new(input);
     let mut archive = tar::Archive::new(gz);
     let mut seen = Seen::default();
     let mut out = Vec::new();
@@ -195,18 +244,9 @@ pub fn extract<R: Read>(
                     name,
                 });
             }
-            let Some((root, rel)) = route(&name) else {
+            let Some((written, sha256)) = visit(&name, size, &mut entry)? else {
                 continue;
             };
-            let path = root.join(&rel);
-            let (written, sha256) =
-                write_new_file(&path, &root, &mut entry).map_err(|e| match e {
-                    WriteError::Read(e) => corrupt(e),
-                    WriteError::Write(source) => BundleError::Write {
-                        path: path.clone(),
-                        source,
-                    },
-                })?;
             if written != size {
                 return Err(BundleError::Corrupt(format!("entry `{name}` is truncated")));
             }
@@ -222,9 +262,34 @@ pub fn extract<R: Read>(
     Ok(out)
 }
 
-enum WriteError {
+/// The buffer size of every copy through a bundle.
+pub const COPY_BUF: usize = 1 << 20;
+
+pub enum WriteError {
     Read(std::io::Error),
     Write(std::io::Error),
+}
+
+/// Reads `src` to its end through `buf`, hashing it and handing each slice to `sink`.
+pub fn hash_copy(
+    src: &mut dyn Read,
+    buf: &mut [u8],
+    sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<(u64, String), WriteError> {
+    let mut hasher = Sha256::new();
+    let mut n = 0u64;
+    loop {
+        let got = match src.read(buf) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(WriteError::Read(e)),
+        };
+        hasher.update(&buf[..got]);
+        sink(&buf[..got]).map_err(WriteError::Write)?;
+        n += got as u64;
+    }
+    Ok((n, hex::encode(hasher.finalize())))
 }
 
 /// Creates `path` (which must not exist) and its parents below `root`, refusing to pass
@@ -256,20 +321,10 @@ fn write_new_file(
         .create_new(true)
         .open(path)
         .map_err(WriteError::Write)?;
-    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let got = src.read(&mut buf).map_err(WriteError::Read)?;
-        if got == 0 {
-            break;
-        }
-        hasher.update(&buf[..got]);
-        f.write_all(&buf[..got]).map_err(WriteError::Write)?;
-        n += got as u64;
-    }
+    let r = hash_copy(src, &mut buf, &mut |b| f.write_all(b))?;
     f.flush().map_err(WriteError::Write)?;
-    Ok((n, hex::encode(hasher.finalize())))
+    Ok(r)
 }
 
 /// Writes a flat-or-nested tar.gz of `files` (archive name, local path) to `out`.

@@ -312,7 +312,11 @@ pub async fn fetch(a: &FetchArgs<'_>) -> anyhow::Result<Vec<PathBuf>> {
                 None => Some((files.clone(), PathBuf::from(name))),
             }
         };
-        let entries = bundle::extract(std::io::BufReader::new(f), limits, &route)?;
+        let entries = bundle::extract(
+            std::io::BufReader::with_capacity(bundle::COPY_BUF, f),
+            limits,
+            &route,
+        )?;
         Ok(entries
             .iter()
             .filter_map(|e| route(&e.name).map(|(r, p)| r.join(p)))

@@ -111,6 +111,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
+    registry.register(
+        "staging_materialisations",
+        "Extractions of bundle files from their archives (one per bundle at a time)",
+        bundles.materialisations.clone(),
+    );
     let admin = Admin::new(registry);
 
     let state = AppState {

@@ -2,25 +2,39 @@
 //!
 //! ```text
 //! bundles/<id>/bundle.tar.gz    the bytes exactly as uploaded (the v0 download)
-//! bundles/<id>/files/<name>     every file of the bundle, stored individually
 //! bundles/<id>/meta.json        owner, hashes of secret and token, times, sha256s, file list
+//! bundles/<id>/files/<name>     every file of the bundle on its own, materialised lazily
 //! ```
 //!
-//! Each file is also stored on its own, at the cost of keeping the bytes twice, because the
-//! per-file URLs Spark fetches need fast ranged reads and a tar.gz cannot be seeked into:
-//! serving `files/<name>` is one ranged object read, on disk or S3, with no decompression and
-//! no per-request CPU. `meta.json` is written last and deleted first, so a bundle is visible
-//! exactly when all its objects are; objects without a `meta.json` are leftovers of an upload
-//! that died, and the cleaner removes them after a grace period. Nothing lives only in memory.
+//! An upload writes its bytes once: the archive is stored (and, by default, flushed to disk)
+//! while it is checked and every file's size and sha256 are recorded in `meta.json`, and only
+//! then is the upload acknowledged. The per-file objects the per-file URLs serve (fast ranged
+//! reads; a tar.gz cannot be seeked into) are *materialised* from the archive afterwards: in
+//! the background right after the upload is acknowledged, and on demand when a file is
+//! requested before its object exists. One extraction runs per bundle at a time, however many
+//! requests wait for it (each waits only until its own file is out); every file object is
+//! written atomically through the object store and checked against the sha256 recorded at
+//! upload, so a damaged archive gives an error naming the bundle and file, never wrong bytes.
+//! Nothing lives only in memory: after a restart, a file whose object is missing is simply
+//! materialised again when it is first requested; this works the same on S3.
+//!
+//! `meta.json` is written last and deleted first, so a bundle is visible exactly when its
+//! archive is; objects without a `meta.json` are leftovers of an upload that died (or of a
+//! materialisation that raced a cleanup), and the cleaner removes them after a grace period.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::watch;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sidecars_common::objstore::{self, ObjectStore, StoreError};
 
-use crate::bundle::FileEntry;
+use crate::bundle::{self, BundleError, FileEntry};
 
 /// Who a bundle belongs to, exactly as the original client sent it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -87,6 +101,14 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("metadata of bundle {id} is unreadable: {message}")]
     BadMeta { id: String, message: String },
+    #[error("bundle {id}: cannot materialise file `{file}` from its archive: {message}")]
+    Materialise {
+        id: String,
+        file: String,
+        message: String,
+    },
+    #[error("bundle {id}: cannot extract its files: {message}")]
+    Extract { id: String, message: String },
     #[error("cannot read {path}: {source}")]
     Local {
         path: PathBuf,
@@ -98,18 +120,30 @@ pub enum Error {
 /// The extended attribute in which common's `FileStore` keeps an object's sha256. A file
 /// renamed into a local store with this attribute set is served without being read again; one
 /// without it would be hashed on its first read. (The name must match `objstore::file`; the
-/// `adopted_files_keep_the_recorded_sha256` test fails if the two drift apart.)
+/// `adopted_archive_keeps_the_recorded_sha256` test fails if the two drift apart.)
 const SHA_XATTR: &str = "user.sidecars.sha256";
+
+/// How far one materialisation of a bundle has got: `done` files of `meta.files` (in archive
+/// order) are in the store, and `outcome` is set once it has ended.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub done: usize,
+    pub outcome: Option<Result<(), String>>,
+}
 
 /// The bundle store on top of an object store.
 #[derive(Clone, Debug)]
 pub struct Bundles {
     pub objects: Arc<dyn ObjectStore>,
     /// The directory of a `file://` store: finished uploads are renamed into it instead of
-    /// being copied.
+    /// being copied, and archives are read from it directly.
     local_root: Option<PathBuf>,
     /// Whether uploads are flushed to disk before they are acknowledged.
     fsync: bool,
+    /// The materialisations running now, by bundle id (single flight per bundle).
+    inflight: Arc<Mutex<HashMap<String, watch::Receiver<Progress>>>>,
+    /// How many materialisations have run (a metric; tests use it to see single flight).
+    pub materialisations: Counter,
 }
 
 impl Bundles {
@@ -123,6 +157,8 @@ impl Bundles {
             objects,
             local_root,
             fsync: true,
+            inflight: Default::default(),
+            materialisations: Counter::default(),
         }
     }
 
@@ -131,6 +167,18 @@ impl Bundles {
     pub fn with_fsync(mut self, fsync: bool) -> Self {
         self.fsync = fsync;
         self
+    }
+
+    pub fn fsync(&self) -> bool {
+        self.fsync
+    }
+
+    /// Where the object `key` lives on a local store, for readers that bypass the generic
+    /// streaming (downloads, which read it in budgeted chunks); `None` on S3.
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        let root = self.local_root.as_ref()?;
+        objstore::validate_key(key).ok()?;
+        Some(root.join(key))
     }
 
     pub async fn meta(&self, id: &str) -> Result<BundleMeta, Error> {
@@ -157,13 +205,13 @@ impl Bundles {
         Ok(())
     }
 
-    /// Publishes an upload spooled in `spool` (`bundle.tar.gz`, the archive as uploaded, and
-    /// `files/`, its extracted files), whose sizes and sha256s `meta` already holds: every
-    /// object first, `meta.json` last.
+    /// Publishes an upload spooled in `spool` (`bundle.tar.gz`, the archive as uploaded),
+    /// whose size and sha256, and its files', `meta` already holds: the archive first,
+    /// `meta.json` last. The per-file objects are not written here (see [`Self::materialise`]).
     ///
     /// On a local store on the same filesystem as the spool, the spool directory is renamed
     /// into place whole, so no byte is copied or hashed again; elsewhere (S3, another
-    /// filesystem) each file is streamed into the store, and the store's sha256 must agree
+    /// filesystem) the archive is streamed into the store, and the store's sha256 must agree
     /// with the one computed at upload.
     pub async fn publish(&self, meta: BundleMeta, spool: &Path) -> Result<BundleMeta, Error> {
         let id = meta.resource_id.clone();
@@ -195,44 +243,154 @@ impl Bundles {
         Ok(meta)
     }
 
-    /// Streams the spooled objects into the store one by one.
+    /// Streams the spooled archive into the store.
     async fn copy_in(&self, meta: &BundleMeta, spool: &Path) -> Result<(), Error> {
+        let key = bundle_key(&meta.resource_id);
+        let path = spool.join("bundle.tar.gz");
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|source| Error::Local {
+                path: path.clone(),
+                source,
+            })?;
+        let put = self.objects.put(&key, Box::pin(file)).await?;
+        if put.sha256 != meta.bundle_sha256 {
+            return Err(Error::Local {
+                path,
+                source: std::io::Error::other(format!(
+                    "stored as {} with sha256 {}, but it had {} when it was received",
+                    self.objects.object_url(&key),
+                    put.sha256,
+                    meta.bundle_sha256
+                )),
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes sure the object of `meta.files[index]` is in the store, materialising it from the
+    /// archive if it is not (joining the bundle's running materialisation if there is one).
+    pub async fn ensure_file(&self, meta: &BundleMeta, index: usize) -> Result<(), Error> {
         let id = &meta.resource_id;
-        let objects = meta
+        let Some(file) = meta.files.get(index) else {
+            return Err(Error::NotFound(format!("{id} file #{index}")));
+        };
+        match self.objects.head(&file_key(id, &file.name)).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let failed = |message: String| Error::Materialise {
+            id: id.clone(),
+            file: file.name.clone(),
+            message,
+        };
+        let mut rx = self.materialise(meta.clone());
+        let progress = rx
+            .wait_for(|p| p.done > index || p.outcome.is_some())
+            .await
+            .map_err(|_| failed("the extraction task ended without an answer".into()))?
+            .clone();
+        if progress.done > index {
+            return Ok(());
+        }
+        match progress.outcome {
+            Some(Err(message)) => Err(failed(message)),
+            _ => Err(failed("the extraction ended before this file".into())),
+        }
+    }
+
+    /// Starts extracting the missing file objects of a bundle from its archive, unless that
+    /// is already running; either way returns the running extraction's progress. The
+    /// extraction runs on its own task, so it finishes even if nobody waits for it.
+    pub fn materialise(&self, meta: BundleMeta) -> watch::Receiver<Progress> {
+        let id = meta.resource_id.clone();
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = inflight.get(&id) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(Progress::default());
+        inflight.insert(id.clone(), rx.clone());
+        drop(inflight);
+        self.materialisations.inc();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let outcome = this.extract_files(&meta, &tx).await;
+            match &outcome {
+                Ok(()) => {
+                    tracing::info!(bundle = %id, files = meta.files.len(), elapsed = ?started.elapsed(), "bundle files materialised")
+                }
+                Err(e) => {
+                    tracing::error!(bundle = %id, error = %e, "cannot materialise bundle files")
+                }
+            }
+            // Leave the map before answering: a request coming after this finds the objects,
+            // or (after a failure) starts a new attempt.
+            this.inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            let outcome = outcome.map_err(|e| match e {
+                Error::Extract { message, .. } => message,
+                other => other.to_string(),
+            });
+            tx.send_modify(|p| p.outcome = Some(outcome));
+            // A cleanup that deleted the bundle meanwhile may have missed objects written
+            // after its listing.
+            if let Err(Error::NotFound(_)) = this.meta(&id).await {
+                this.delete_objects(&id).await;
+            }
+        });
+        rx
+    }
+
+    /// One pass over the archive, storing every file object not in the store yet.
+    async fn extract_files(
+        &self,
+        meta: &BundleMeta,
+        tx: &watch::Sender<Progress>,
+    ) -> Result<(), Error> {
+        let id = meta.resource_id.clone();
+        let present: HashSet<String> = self
+            .objects
+            .list(&format!("{}files/", prefix(&id)))
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        if meta
             .files
             .iter()
-            .map(|f| {
-                (
-                    spool.join("files").join(&f.name),
-                    file_key(id, &f.name),
-                    &f.sha256,
-                )
-            })
-            .chain(std::iter::once((
-                spool.join("bundle.tar.gz"),
-                bundle_key(id),
-                &meta.bundle_sha256,
-            )));
-        for (path, key, sha256) in objects {
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|source| Error::Local {
+            .all(|f| present.contains(&file_key(&id, &f.name)))
+        {
+            tx.send_modify(|p| p.done = meta.files.len());
+            return Ok(());
+        }
+        let handle = tokio::runtime::Handle::current();
+        let archive: Box<dyn std::io::Read + Send> = match &self.local_root {
+            Some(root) => {
+                let path = root.join(bundle_key(&id));
+                let file = std::fs::File::open(&path).map_err(|source| Error::Local {
                     path: path.clone(),
                     source,
                 })?;
-            let put = self.objects.put(&key, Box::pin(file)).await?;
-            if &put.sha256 != sha256 {
-                return Err(Error::Local {
-                    path,
-                    source: std::io::Error::other(format!(
-                        "stored as {} with sha256 {}, but it had {sha256} when it was received",
-                        self.objects.object_url(&key),
-                        put.sha256
-                    )),
-                });
+                Box::new(file)
             }
-        }
-        Ok(())
+            None => Box::new(BlockingReader {
+                handle: handle.clone(),
+                body: self.objects.get(&bundle_key(&id), None).await?.body,
+            }),
+        };
+        let (objects, meta, tx) = (self.objects.clone(), meta.clone(), tx.clone());
+        tokio::task::spawn_blocking(move || {
+            extract_blocking(&objects, &meta, &present, archive, &handle, &tx)
+        })
+        .await
+        .map_err(|e| Error::Extract {
+            id,
+            message: format!("extraction task failed: {e}"),
+        })?
     }
 
     /// Deletes a bundle: `meta.json` first, so it disappears at once, then the rest.
@@ -256,45 +414,162 @@ impl Bundles {
     }
 }
 
+/// A blocking `Read` over an object store body, for the extraction thread (S3).
+struct BlockingReader {
+    handle: tokio::runtime::Handle,
+    body: objstore::Reader,
+}
+
+impl std::io::Read for BlockingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        self.handle.block_on(self.body.read(buf))
+    }
+}
+
+/// The blocking half of a materialisation: walks the archive with the upload's rules, checks
+/// each entry against the manifest (same name, size and order), and streams each missing
+/// file into the store while hashing it. A file whose bytes do not hash to the recorded
+/// sha256 makes its put fail before the object appears, so wrong bytes are never served.
+fn extract_blocking(
+    objects: &Arc<dyn ObjectStore>,
+    meta: &BundleMeta,
+    present: &HashSet<String>,
+    archive: Box<dyn std::io::Read + Send>,
+    handle: &tokio::runtime::Handle,
+    tx: &watch::Sender<Progress>,
+) -> Result<(), Error> {
+    use sha2::Digest;
+    let id = &meta.resource_id;
+    let limits = bundle::Limits {
+        max_entries: u64::MAX,
+        max_extracted: meta.files.iter().map(|f| f.size).sum(),
+    };
+    let mut index = 0usize;
+    let mut buf = vec![0u8; bundle::COPY_BUF];
+    let input = std::io::BufReader::with_capacity(bundle::COPY_BUF, archive);
+    let walked = bundle::walk(input, limits, &mut |name, size, entry| {
+        let corrupt = |reason: String| BundleError::BadEntry {
+            name: name.to_string(),
+            reason,
+        };
+        let expected = meta
+            .files
+            .get(index)
+            .ok_or_else(|| corrupt("not in the bundle's manifest".into()))?;
+        if expected.name != name || expected.size != size {
+            return Err(corrupt(format!(
+                "{size} bytes where the manifest has `{}` ({} bytes)",
+                expected.name, expected.size
+            )));
+        }
+        index += 1;
+        let key = file_key(id, name);
+        if present.contains(&key) {
+            tx.send_modify(|p| p.done = index);
+            return Ok(Some((expected.size, expected.sha256.clone())));
+        }
+        let (ctx, mut crx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let body = tokio_util::io::StreamReader::new(futures::stream::poll_fn(move |cx| {
+            crx.poll_recv(cx)
+        }));
+        let put = {
+            let (objects, key) = (objects.clone(), key.clone());
+            handle.spawn(async move { objects.put(&key, Box::pin(body)).await })
+        };
+        let mut hasher = sha2::Sha256::new();
+        let mut n = 0u64;
+        let mut failure = None;
+        loop {
+            let got = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    failure = Some(corrupt(e.to_string()));
+                    break;
+                }
+            };
+            hasher.update(&buf[..got]);
+            n += got as u64;
+            if ctx
+                .blocking_send(Ok(Bytes::copy_from_slice(&buf[..got])))
+                .is_err()
+            {
+                break; // the put failed; its error is the answer
+            }
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        if failure.is_none() && (n != expected.size || sha256 != expected.sha256) {
+            failure = Some(corrupt(format!(
+                "{n} bytes with sha256 {sha256}, but it had {} bytes with sha256 {} at upload",
+                expected.size, expected.sha256
+            )));
+        }
+        if let Some(f) = failure {
+            // fails the put, so the object never appears
+            let _ = ctx.blocking_send(Err(std::io::Error::other(f.to_string())));
+            drop(ctx);
+            let _ = handle.block_on(put);
+            return Err(f);
+        }
+        drop(ctx);
+        let stored = handle
+            .block_on(put)
+            .map_err(|e| std::io::Error::other(format!("store task failed: {e}")))
+            .and_then(|r| r.map_err(std::io::Error::other))
+            .map_err(|source| BundleError::Write {
+                path: PathBuf::from(objects.object_url(&key)),
+                source,
+            })?;
+        if !stored.sha256.is_empty() && stored.sha256 != sha256 {
+            return Err(BundleError::Write {
+                path: PathBuf::from(objects.object_url(&key)),
+                source: std::io::Error::other(format!(
+                    "stored with sha256 {}, but {sha256} was sent",
+                    stored.sha256
+                )),
+            });
+        }
+        tx.send_modify(|p| p.done = index);
+        Ok(Some((n, sha256)))
+    });
+    let fail = |message: String| Error::Extract {
+        id: id.clone(),
+        message,
+    };
+    walked.map_err(|e| fail(format!("{}: {e}", bundle_key(id))))?;
+    if index != meta.files.len() {
+        return Err(fail(format!(
+            "{} holds {index} files, but the manifest lists {}",
+            bundle_key(id),
+            meta.files.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Moves a spooled upload into the local store rooted at `root` by renaming its directory to
-/// `bundles/<id>`, after recording each file's sha256 where the store looks for it and, with
-/// `fsync`, flushing every file and directory. `Ok(false)`: the store is on another
-/// filesystem, nothing was moved, and the caller copies instead.
+/// `bundles/<id>`, after recording the archive's sha256 where the store looks for it and, with
+/// `fsync`, flushing it and the directories. `Ok(false)`: the store is on another filesystem,
+/// nothing was moved, and the caller copies instead.
 fn adopt(root: &Path, spool: &Path, meta: &BundleMeta, fsync: bool) -> Result<bool, Error> {
     let id = &meta.resource_id;
     let local = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Local { path, source }
     };
-    let files_dir = spool.join("files");
-    let objects = meta
-        .files
-        .iter()
-        .map(|f| {
-            objstore::validate_key(&file_key(id, &f.name))?;
-            Ok((files_dir.join(&f.name), &f.sha256))
-        })
-        .chain(std::iter::once(Ok((
-            spool.join("bundle.tar.gz"),
-            &meta.bundle_sha256,
-        ))))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    for (path, sha256) in &objects {
-        let file = std::fs::File::open(path).map_err(local(path))?;
-        {
-            use xattr::FileExt;
-            // Without xattr support the store falls back to hashing on first read.
-            let _ = file.set_xattr(SHA_XATTR, sha256.as_bytes());
-        }
-        if fsync {
-            file.sync_all().map_err(local(path))?;
-        }
+    objstore::validate_key(&bundle_key(id))?;
+    let path = spool.join("bundle.tar.gz");
+    let file = std::fs::File::open(&path).map_err(local(&path))?;
+    {
+        use xattr::FileExt;
+        // Without xattr support the store falls back to hashing on first read.
+        let _ = file.set_xattr(SHA_XATTR, meta.bundle_sha256.as_bytes());
     }
-    if meta.files.is_empty() {
-        // an empty `files/` would outlive the bundle: deletes only prune emptied directories
-        let _ = std::fs::remove_dir(&files_dir);
-    } else if fsync {
-        sync_dirs(&files_dir)?;
+    if fsync {
+        // short: the receiver started the writeback while the upload was arriving
+        file.sync_all().map_err(local(&path))?;
     }
     let parent = root.join("bundles");
     std::fs::create_dir_all(&parent).map_err(local(&parent))?;
@@ -320,27 +595,6 @@ fn adopt(root: &Path, spool: &Path, meta: &BundleMeta, fsync: bool) -> Result<bo
         }
     }
     Ok(true)
-}
-
-/// Flushes `dir` and every directory below it, so renamed-in entries survive a crash.
-fn sync_dirs(dir: &Path) -> Result<(), Error> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let local = |source| Error::Local {
-            path: d.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&d).map_err(local)? {
-            let entry = entry.map_err(local)?;
-            if entry.file_type().map_err(local)?.is_dir() {
-                stack.push(entry.path());
-            }
-        }
-        std::fs::File::open(&d)
-            .and_then(|f| f.sync_all())
-            .map_err(local)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -375,56 +629,46 @@ mod tests {
         }
     }
 
-    fn spool_with(dir: &Path, names: &[&str]) {
-        std::fs::create_dir_all(dir.join("files")).unwrap();
+    fn spool_with(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("bundle.tar.gz"), b"tgz").unwrap();
-        for n in names {
-            let p = dir.join("files").join(n);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, b"x").unwrap();
-        }
     }
 
-    /// The sha256s recorded at upload are what the store serves: deliberately wrong ones
-    /// here prove the store read them instead of hashing the files (which it would do if the
+    /// The sha256 recorded at upload is what the store serves: a deliberately wrong one here
+    /// proves the store read it instead of hashing the archive (which it would do if the
     /// attribute name drifted from common's FileStore), and that the bytes were moved, not
-    /// copied.
+    /// copied. No file object is written at publication.
     #[tokio::test]
-    async fn adopted_files_keep_the_recorded_sha256() {
+    async fn adopted_archive_keeps_the_recorded_sha256() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FileStore::new(dir.path().join("store")).unwrap());
         let bundles = Bundles::new(store.clone());
         assert!(bundles.local_root.is_some());
         let id = uuid::Uuid::new_v4().to_string();
         let spool = dir.path().join("spool").join(&id);
-        spool_with(&spool, &["jars/a.jar", "b.txt"]);
-        let (fake1, fake2, fake3) = ("1".repeat(64), "2".repeat(64), "3".repeat(64));
-        let m = meta(&id, &[("jars/a.jar", &fake1), ("b.txt", &fake2)], &fake3);
+        spool_with(&spool);
+        let (fake1, fake3) = ("1".repeat(64), "3".repeat(64));
+        let m = meta(&id, &[("jars/a.jar", &fake1)], &fake3);
         bundles.publish(m, &spool).await.unwrap();
         assert!(!spool.exists(), "spool was copied, not moved");
-        let head = |k: String| {
-            let s = store.clone();
-            async move { s.head(&k).await.unwrap().sha256 }
-        };
-        assert_eq!(head(file_key(&id, "jars/a.jar")).await, fake1);
-        assert_eq!(head(file_key(&id, "b.txt")).await, fake2);
-        assert_eq!(head(bundle_key(&id)).await, fake3);
-        assert_eq!(bundles.meta(&id).await.unwrap().files.len(), 2);
+        assert_eq!(store.head(&bundle_key(&id)).await.unwrap().sha256, fake3);
+        assert!(store.head(&file_key(&id, "jars/a.jar")).await.is_err());
+        assert_eq!(bundles.meta(&id).await.unwrap().files.len(), 1);
         bundles.delete(&id).await.unwrap();
         assert!(!dir.path().join("store/bundles").join(&id).exists());
     }
 
-    /// Copying (the path for S3 and other filesystems) refuses a file whose bytes no longer
-    /// match the sha256 taken at upload, and leaves nothing behind.
+    /// Copying (the path for S3 and other filesystems) refuses an archive whose bytes no
+    /// longer match the sha256 taken at upload, and leaves nothing behind.
     #[tokio::test]
-    async fn copied_files_are_checked() {
+    async fn copied_archive_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FileStore::new(dir.path().join("store")).unwrap());
         let mut bundles = Bundles::new(store.clone());
         bundles.local_root = None;
         let id = uuid::Uuid::new_v4().to_string();
         let spool = dir.path().join("spool").join(&id);
-        spool_with(&spool, &["a"]);
+        spool_with(&spool);
         let x = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
         let tgz = "93c6d5b5b0a6b5d2d2d4d0e6b5b0c0d7f2b9b3d5a6f0e1c2b3a4d5e6f7a8b9c0";
         let err = bundles
@@ -438,7 +682,55 @@ mod tests {
             .publish(meta(&id, &[("a", x)], &good), &spool)
             .await
             .unwrap();
-        assert_eq!(store.head(&file_key(&id, "a")).await.unwrap().sha256, x);
+        assert_eq!(store.head(&bundle_key(&id)).await.unwrap().sha256, good);
         assert!(spool.exists(), "copying leaves the spool to its owner");
+    }
+
+    /// Materialisation through the generic (S3) path: the archive is read through the store,
+    /// every file object appears with the recorded sha256, and a file whose bytes differ from
+    /// the manifest is refused without its object ever appearing.
+    #[tokio::test]
+    async fn materialises_through_the_store_and_checks_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FileStore::new(dir.path().join("store")).unwrap());
+        let mut bundles = Bundles::new(store.clone());
+        bundles.local_root = None;
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a"), b"alpha").unwrap();
+        std::fs::write(src.join("b"), vec![7u8; 3 << 20]).unwrap();
+        let files = vec![
+            ("jars/a.jar".to_string(), src.join("a")),
+            ("b.bin".to_string(), src.join("b")),
+        ];
+        let tgz = bundle::create(Vec::new(), &files, 1).unwrap();
+        let listed = bundle::validate(
+            &tgz[..],
+            bundle::Limits {
+                max_entries: 10,
+                max_extracted: 1 << 30,
+            },
+        )
+        .unwrap();
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut m = meta(&id, &[], "");
+        m.files = listed.clone();
+        m.bundle_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tgz));
+        objstore::put_bytes(&*store, &bundle_key(&id), tgz.into())
+            .await
+            .unwrap();
+        bundles.write_meta(&m).await.unwrap();
+        bundles.ensure_file(&m, 1).await.unwrap();
+        for f in &listed {
+            let got = store.head(&file_key(&id, &f.name)).await.unwrap();
+            assert_eq!((got.size, &got.sha256), (f.size, &f.sha256));
+        }
+        // a manifest that disagrees with the archive (as a damaged archive would)
+        store.delete(&file_key(&id, "b.bin")).await.unwrap();
+        m.files[1].sha256 = "0".repeat(64);
+        let err = bundles.ensure_file(&m, 1).await.unwrap_err().to_string();
+        assert!(err.contains(&id) && err.contains("b.bin"), "{err}");
+        assert!(store.head(&file_key(&id, "b.bin")).await.is_err());
+        assert_eq!(bundles.materialisations.get(), 2);
     }
 }
