@@ -131,9 +131,11 @@ async fn collector(args: Args) -> anyhow::Result<()> {
         None => tracing::info!("no Kubernetes configuration: pod logs are not collected"),
     }
 
-    let router = api::service(
+    // the API and UI serve the local event-log dirs and everything in the store (copies of
+    // those dirs, logs shipped by agents, in-progress logs stored as parts)
+    let router = api::service_with_store(
         &args.event_log_dirs,
-        &url,
+        Some(logs.clone()),
         args.poll_interval.max(Duration::from_secs(1)),
         shutdown.token(),
     )

@@ -102,6 +102,13 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
 
+    /// Like [`list`](Self::list), but with only what a listing itself carries: an object's
+    /// `sha256` may be empty. On S3 that is one request per 1000 keys rather than one more per
+    /// object, for callers that poll a prefix often (the history catalog's scan).
+    async fn list_shallow(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.list(prefix).await
+    }
+
     /// Removes an object; removing a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
 

@@ -559,6 +559,34 @@ impl ObjectStore for S3Store {
         Ok(self.meta_from(key, size, resp.metadata(), resp.last_modified()))
     }
 
+    async fn list_shallow(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        validate_prefix(prefix)?;
+        let url = self.object_url(prefix);
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.join(prefix))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.err(url.clone(), e))?;
+            for obj in page.contents() {
+                let Some(key) = obj.key().and_then(|k| self.strip(k)) else {
+                    continue;
+                };
+                if validate_key(key).is_err() {
+                    continue;
+                }
+                let size = obj.size().unwrap_or(0).max(0) as u64;
+                out.push(self.meta_from(key, size, None, obj.last_modified()));
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         validate_prefix(prefix)?;
         let url = self.object_url(prefix);

@@ -4,11 +4,12 @@
 //! `eventlog_v2_<id>/` followed by every file of that directory (event files and the
 //! `appstatus_` marker; Hadoop's hidden `.crc` checksum files are not listed).
 //!
+//! The files are read from where the catalog found the log: a local event-log directory, or
+//! the object store (a file still growing is read as its stored parts, as one stream).
 //! The zip is streamed: a blocking task deflates file after file into a channel that feeds
 //! the response body, so a large log is never held in memory.
 
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
@@ -17,12 +18,14 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::Entry;
+use crate::eventlog::Origin;
 
-/// One zip entry: its name, and the file it is read from (`None` for a directory entry).
+/// One zip entry: its name, and where it is read from (`None` for a directory entry): the
+/// log's origin and the path relative to its event-log directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZipItem {
     pub name: String,
-    pub path: Option<PathBuf>,
+    pub file: Option<(Origin, String)>,
 }
 
 /// Spark hides Hadoop's checksum files (`.<name>.crc`) when it lists a log directory.
@@ -30,33 +33,58 @@ fn is_checksum(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".crc")
 }
 
-/// The entries for one attempt's log.
-pub fn items(e: &Entry) -> io::Result<Vec<ZipItem>> {
-    let src = &e.source;
-    let Some(first) = src.files.first() else {
-        return Ok(Vec::new());
+/// The names of the files in the rolling directory `dir` of `origin`, sorted.
+async fn rolling_files(origin: &Origin, dir: &str) -> io::Result<Vec<String>> {
+    let mut names: Vec<String> = match origin {
+        Origin::Dir(d) => {
+            let path = d.join(dir);
+            std::fs::read_dir(&path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
+                .flatten()
+                .filter(|d| d.file_type().is_ok_and(|t| t.is_file()))
+                .map(|d| d.file_name().to_string_lossy().into_owned())
+                .collect()
+        }
+        Origin::Store { store, log, .. } => store
+            .list_files(log)
+            .await
+            .map_err(|e| io::Error::other(format!("{}: {e}", origin.uri())))?
+            .into_iter()
+            .filter_map(|f| {
+                let name = f.rel.strip_prefix(dir)?.strip_prefix('/')?;
+                (!name.contains('/')).then(|| name.to_string())
+            })
+            .collect(),
     };
+    names.retain(|n| !is_checksum(n));
+    names.sort();
+    Ok(names)
+}
+
+/// The entries for one attempt's log, listed now (a rolling log may have rolled since the
+/// last scan).
+pub async fn items(e: &Entry) -> io::Result<Vec<ZipItem>> {
+    let src = &e.source;
+    if src.files.is_empty() {
+        return Ok(Vec::new());
+    }
     if !src.name.starts_with("eventlog_v2_") {
         return Ok(vec![ZipItem {
             name: src.name.clone(),
-            path: Some(first.clone()),
+            file: Some((src.origin.clone(), src.name.clone())),
         }]);
     }
-    let dir = first.parent().unwrap_or(Path::new("."));
-    let mut names: Vec<String> = std::fs::read_dir(dir)?
-        .flatten()
-        .filter(|d| d.file_type().is_ok_and(|t| t.is_file()))
-        .map(|d| d.file_name().to_string_lossy().into_owned())
-        .filter(|n| !is_checksum(n))
-        .collect();
-    names.sort();
+    let names = rolling_files(&src.origin, &src.name).await?;
     let mut out = vec![ZipItem {
         name: format!("{}/", src.name),
-        path: None,
+        file: None,
     }];
-    out.extend(names.into_iter().map(|n| ZipItem {
-        name: format!("{}/{n}", src.name),
-        path: Some(dir.join(&n)),
+    out.extend(names.into_iter().map(|n| {
+        let rel = format!("{}/{n}", src.name);
+        ZipItem {
+            name: rel.clone(),
+            file: Some((src.origin.clone(), rel)),
+        }
     }));
     Ok(out)
 }
@@ -101,11 +129,10 @@ fn write_zip(items: &[ZipItem], out: ChannelWriter) -> io::Result<()> {
         .compression_method(zip::CompressionMethod::Deflated)
         .large_file(true);
     for it in items {
-        match &it.path {
+        match &it.file {
             None => zip.add_directory(it.name.trim_end_matches('/'), opts),
-            Some(p) => {
-                let mut f = std::fs::File::open(p)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+            Some((origin, rel)) => {
+                let mut f = origin.open(rel)?;
                 zip.start_file(it.name.as_str(), opts)
                     .map_err(io::Error::other)?;
                 let mut buf = vec![0u8; 256 << 10];
@@ -127,10 +154,14 @@ fn write_zip(items: &[ZipItem], out: ChannelWriter) -> io::Result<()> {
 
 /// The response: `attempts` are the attempts to include (all of the application's, or the
 /// one asked for), `file_name` what Spark names the download.
-pub fn response(attempts: &[std::sync::Arc<Entry>], app_id: &str, file_name: String) -> Response {
+pub async fn response(
+    attempts: &[std::sync::Arc<Entry>],
+    app_id: &str,
+    file_name: String,
+) -> Response {
     let mut all = Vec::new();
     for e in attempts {
-        match items(e) {
+        match items(e).await {
             Ok(v) => all.extend(v),
             Err(err) => {
                 tracing::warn!(app = %app_id, error = %err, "cannot list event log files");

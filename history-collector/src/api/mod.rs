@@ -1,6 +1,8 @@
 //! The History Server REST API (`/api/v1`), answering as Spark's History Server does:
 //! the same paths, query parameters, JSON field names and order, date format and status
-//! codes, computed from the replayed [`crate::model::App`]s in a [`Catalog`].
+//! codes, computed from the replayed [`crate::model::App`]s in a [`Catalog`]. The catalog
+//! reads the local event-log directories and the object store ingest writes to (local disk
+//! or S3), so applications stay visible after their driver's pod and disk are gone.
 
 pub mod catalog;
 pub mod json;
@@ -19,27 +21,51 @@ use axum::Router;
 pub use catalog::{Catalog, Entry};
 use json::*;
 
+use crate::ingest::layout::LogStore;
 use crate::model::JobStatus;
 
 /// The Spark version whose History Server this API mirrors (what `/version` reports).
 pub const SPARK_API_VERSION: &str = "4.3.0";
 
-/// The API and the UI over `event_log_dirs` (Spark's `spark.eventLog.dir`s), or, when there
-/// are none, over the copies ingest keeps in a `file://` store; rescanned every `every`
-/// until `stop`.
+/// The API and the UI over `event_log_dirs` (Spark's `spark.eventLog.dir`s) and, when
+/// `storage_url` is a `file://` URL, the copies ingest keeps there; rescanned every `every`
+/// until `stop`. For any store (`s3://` too) use [`service_with_store`].
 pub fn service(
     event_log_dirs: &[std::path::PathBuf],
     storage_url: &str,
     every: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) -> Router {
-    let catalog = if !event_log_dirs.is_empty() {
-        Catalog::new(event_log_dirs.to_vec())
-    } else if let Some(path) = storage_url.strip_prefix("file://") {
-        Catalog::over_store(path.into())
-    } else {
-        tracing::warn!(storage = %storage_url, "the REST API and UI read only local event logs for now: pass --event-log-dir");
-        Catalog::default()
+    let store = match storage_url.strip_prefix("file://") {
+        Some(path) => match sidecars_common::objstore::FileStore::new(path) {
+            Ok(fs) => Some(LogStore::new(Arc::new(fs))),
+            Err(e) => {
+                tracing::warn!(storage = %storage_url, error = %e, "cannot open the store: its event logs are not served");
+                None
+            }
+        },
+        None if storage_url.is_empty() => None,
+        None => {
+            tracing::warn!(storage = %storage_url, "api::service opens only file:// stores: use service_with_store");
+            None
+        }
+    };
+    service_with_store(event_log_dirs, store, every, stop)
+}
+
+/// The API and the UI over `event_log_dirs` and every event log in the ingest `store`
+/// (`file://` or `s3://`: logs copied from the directories, shipped by agents, and
+/// in-progress logs stored as parts); rescanned every `every` until `stop`. Call it within
+/// the Tokio runtime.
+pub fn service_with_store(
+    event_log_dirs: &[std::path::PathBuf],
+    store: Option<LogStore>,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> Router {
+    let catalog = match store {
+        Some(store) => Catalog::with_store(event_log_dirs.to_vec(), store),
+        None => Catalog::new(event_log_dirs.to_vec()),
     };
     let catalog = Arc::new(catalog);
     tokio::spawn(catalog.clone().run(every, stop));
@@ -265,6 +291,20 @@ const SUBRESOURCES: [&str; 9] = [
     "allmiscellaneousprocess",
 ];
 
+/// What Spark's History Server answers (404) for an application, or an attempt of it, it
+/// does not know, by the path asked (`tail`: the segments after the application id).
+fn unknown_app(app_id: &str, tail: &[&str]) -> String {
+    match tail {
+        [] => format!("unknown app: {app_id}"),
+        // the logs without an attempt are looked up again as attempt "1" (for backwards
+        // compatibility), and that second key is the one the error names
+        ["logs"] => format!("no such app: {app_id}/1"),
+        [first, ..] if SUBRESOURCES.contains(first) => format!("no such app: {app_id}"),
+        [attempt] => format!("unknown app {app_id}, attempt {attempt}"),
+        [attempt, ..] => format!("no such app: {app_id}/{attempt}"),
+    }
+}
+
 async fn per_app(
     State(catalog): State<Arc<Catalog>>,
     Path(rest): Path<String>,
@@ -277,12 +317,7 @@ async fn per_app(
     };
     let attempts = catalog.attempts(app_id);
     if attempts.is_empty() {
-        // Spark words it differently for the application itself and for its parts
-        return not_found(if tail.is_empty() {
-            format!("unknown app: {app_id}")
-        } else {
-            format!("no such app: {app_id}")
-        });
+        return not_found(unknown_app(app_id, tail));
     }
     let (entry, sub) = match tail.first() {
         None => return json_ok(&app_info(app_id, &attempts)),
@@ -292,7 +327,7 @@ async fn per_app(
                 .iter()
                 .find(|e| e.app.attempt_id.as_deref() == Some(*attempt))
             else {
-                return not_found(format!("unknown app {app_id}, attempt {attempt}"));
+                return not_found(unknown_app(app_id, tail));
             };
             if tail.len() == 1 {
                 return json_ok(&attempt_info(e));
@@ -303,7 +338,7 @@ async fn per_app(
     if sub == ["logs"] {
         // all attempts unless one was named, as Spark zips them
         return if tail.first() == Some(&"logs") {
-            logs_zip::response(&attempts, app_id, format!("eventLogs-{app_id}.zip"))
+            logs_zip::response(&attempts, app_id, format!("eventLogs-{app_id}.zip")).await
         } else {
             let attempt = entry.app.attempt_id.clone().unwrap_or_default();
             logs_zip::response(
@@ -311,6 +346,7 @@ async fn per_app(
                 app_id,
                 format!("eventLogs-{app_id}-{attempt}.zip"),
             )
+            .await
         };
     }
     let app = &entry.app;

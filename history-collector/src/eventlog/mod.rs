@@ -1,35 +1,169 @@
-//! Spark event logs on disk: finding them, decoding them, and splitting them into events.
+//! Spark event logs: finding them, in a local directory or in the object store's ingest
+//! layout, decoding them, and splitting them into events.
 //!
 //! A log is either one file (`<appId>[_<attempt>][.<codec>][.inprogress]`) or a rolling
 //! directory (`eventlog_v2_<appId>[_<attempt>]/` with `events_<n>_...` files and an
-//! `appstatus_...[.inprogress]` marker). Every reader streams: a log is decoded block by
-//! block and parsed line by line, and no raw text outlives its line. Lines that do not
-//! parse (a truncated last line, corrupt bytes, an undecodable block) are skipped and
-//! counted, never fatal.
+//! `appstatus_...[.inprogress]` marker). The same rules find logs in a local event-log
+//! directory ([`scan_dir`]) and in the copies ingest keeps in the object store
+//! ([`sources_from`] over [`LogStore::list_all_eventlogs`], where a file still growing is
+//! a run of parts that [`LogStore::open_eventlog`] reads as one stream).
+//!
+//! Every reader streams: a log is decoded block by block and parsed line by line, and no raw
+//! text outlives its line; a stored file is read through the store's async reader, waited
+//! on from the blocking replay thread. Lines that do not parse (a truncated last line,
+//! corrupt bytes, an undecodable block) are skipped and counted, never fatal.
 
 pub mod codec;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use codec::Codec;
 
-/// One application attempt's event log, as found in a directory.
+use crate::ingest::layout::{LogFile, LogStore, EVENTLOGS};
+
+/// Where the files of a log are read from.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// A local event-log directory (Spark's `spark.eventLog.dir`).
+    Dir(PathBuf),
+    /// The copy ingest keeps in the object store for the log named `log`
+    /// (`<appId>[_<attemptId>]`), read through `store` on the runtime `rt`.
+    Store {
+        store: LogStore,
+        log: String,
+        rt: tokio::runtime::Handle,
+    },
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Origin::Dir(a), Origin::Dir(b)) => a == b,
+            (
+                Origin::Store {
+                    store: sa, log: la, ..
+                },
+                Origin::Store {
+                    store: sb, log: lb, ..
+                },
+            ) => la == lb && sa.store().url() == sb.store().url(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Origin {}
+
+impl Origin {
+    /// Whether the log is read from a local directory (the freshest view of a log the driver
+    /// is still writing: the store's copy follows it).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Origin::Dir(_))
+    }
+
+    /// The directory holding the log, as a URI in Hadoop's form (`file:/dir`,
+    /// `s3://bucket/prefix/eventlogs/<log>`): what Spark reports as the log source.
+    pub fn uri(&self) -> String {
+        match self {
+            Origin::Dir(d) => format!("file:{}", d.display()),
+            Origin::Store { store, log, .. } => {
+                let url = store.store().object_url(&format!("{EVENTLOGS}/{log}"));
+                match url.strip_prefix("file://") {
+                    Some(path) => format!("file:{path}"),
+                    None => url,
+                }
+            }
+        }
+    }
+
+    /// Opens the file at `rel` (relative to the event-log directory) for a blocking read.
+    /// For the store this waits on the runtime: call it off the async worker threads (from
+    /// `spawn_blocking`), never from async code.
+    pub fn open(&self, rel: &str) -> io::Result<Box<dyn Read + Send>> {
+        match self {
+            Origin::Dir(d) => {
+                let path = d.join(rel);
+                let f = File::open(&path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                Ok(Box::new(f))
+            }
+            Origin::Store { store, log, rt } => {
+                let (_, reader) = rt.block_on(store.open_eventlog(log, rel)).map_err(|e| {
+                    io::Error::other(format!(
+                        "{}: {e}",
+                        store
+                            .store()
+                            .object_url(&format!("{EVENTLOGS}/{log}/{rel}"))
+                    ))
+                })?;
+                Ok(Box::new(BlockingReader {
+                    rt: rt.clone(),
+                    inner: reader,
+                }))
+            }
+        }
+    }
+}
+
+/// A blocking [`Read`] over the store's async reader: each read waits on the runtime, so a
+/// stored log streams into the (blocking) parser without being loaded whole. This is what
+/// tokio-util's `SyncIoBridge` does; that needs a tokio-util feature the workspace does not
+/// build, and every crate using tokio-util would be rebuilt for these few lines.
+struct BlockingReader {
+    rt: tokio::runtime::Handle,
+    inner: sidecars_common::objstore::Reader,
+}
+
+impl Read for BlockingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let inner = &mut self.inner;
+        self.rt.block_on(tokio::io::AsyncReadExt::read(inner, buf))
+    }
+}
+
+/// One file of a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Path relative to the event-log directory, `/`-separated, as Spark named it.
+    pub rel: String,
+    pub len: u64,
+    /// Modification time (a stored copy: the object's last-modified), ms since the epoch.
+    pub modified_ms: i64,
+}
+
+/// One application attempt's event log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogSource {
-    /// The directory entry (file or rolling directory) name, unique within the directory.
+    pub origin: Origin,
+    /// The file or rolling directory name as Spark wrote it, unique within its directory.
     pub name: String,
     /// The files to replay, in order.
-    pub files: Vec<PathBuf>,
-    /// Still being written (`.inprogress` file or marker).
+    pub files: Vec<SourceFile>,
+    /// Still being written (`.inprogress` file or marker), or, for a stored copy, not
+    /// stored complete yet.
     pub in_progress: bool,
     /// Total size of `files` in bytes.
     pub size: u64,
     /// Modification time of the newest file, in ms since the epoch: what Spark shows as
-    /// "last updated".
+    /// "last updated" of a finished application.
     pub modified_ms: i64,
+}
+
+impl LogSource {
+    /// The name ingest stores the log under, `<appId>[_<attemptId>]`, when `name` is one
+    /// Spark writes.
+    pub fn log_name(&self) -> Option<String> {
+        use crate::ingest::names;
+        match names::rolling_dir(&self.name) {
+            Some(log) => Some(log.to_string()),
+            None => names::single(&self.name).map(|n| n.log),
+        }
+    }
 }
 
 const ROLLING_PREFIX: &str = "eventlog_v2_";
@@ -42,14 +176,19 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
         .unwrap_or(0)
 }
 
+/// Hidden files and Hadoop's checksum side files (`.<name>.crc`) are not logs.
+fn ignored(name: &str) -> bool {
+    name.starts_with('.') || name.ends_with(".crc")
+}
+
 /// Every event log directly under `dir`, in name order. Entries that cannot be read are
 /// left out (and logged), so one bad entry never hides the others.
-pub fn scan_dir(dir: &Path) -> std::io::Result<Vec<LogSource>> {
-    let mut out = Vec::new();
+pub fn scan_dir(dir: &Path) -> io::Result<Vec<LogSource>> {
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name.ends_with(".crc") {
+        if ignored(&name) {
             continue;
         }
         let path = entry.path();
@@ -57,27 +196,108 @@ pub fn scan_dir(dir: &Path) -> std::io::Result<Vec<LogSource>> {
             continue;
         };
         if meta.is_dir() {
-            if name.starts_with(ROLLING_PREFIX) {
-                match rolling_source(&path, &name) {
-                    Ok(Some(src)) => out.push(src),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot read rolling event log")
-                    }
+            if !name.starts_with(ROLLING_PREFIX) {
+                continue;
+            }
+            let inner = match std::fs::read_dir(&path) {
+                Ok(rd) => rd,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read rolling event log");
+                    continue;
+                }
+            };
+            for e in inner.flatten() {
+                let fname = e.file_name().to_string_lossy().into_owned();
+                let Ok(m) = e.metadata() else { continue };
+                if m.is_file() {
+                    files.push(SourceFile {
+                        rel: format!("{name}/{fname}"),
+                        len: m.len(),
+                        modified_ms: mtime_ms(&m),
+                    });
                 }
             }
         } else if meta.is_file() {
-            out.push(LogSource {
-                in_progress: name.ends_with(".inprogress"),
-                files: vec![path],
-                size: meta.len(),
+            files.push(SourceFile {
+                rel: name,
+                len: meta.len(),
                 modified_ms: mtime_ms(&meta),
-                name,
             });
         }
     }
+    let origin = Origin::Dir(dir.to_path_buf());
+    Ok(sources_from(
+        origin,
+        files.into_iter().map(|f| (f, true)).collect(),
+    ))
+}
+
+/// The logs `files` (relative paths with their size and time, and whether each is
+/// complete) make up, in name order: every top-level file is a single-file log, every
+/// `eventlog_v2_*` directory with a status marker and event files a rolling log.
+pub fn sources_from(origin: Origin, files: Vec<(SourceFile, bool)>) -> Vec<LogSource> {
+    use std::collections::BTreeMap;
+    let mut out = Vec::new();
+    let mut rolling: BTreeMap<String, Vec<(SourceFile, bool)>> = BTreeMap::new();
+    for (f, complete) in files {
+        match f.rel.split_once('/') {
+            None if !ignored(&f.rel) => out.push(LogSource {
+                origin: origin.clone(),
+                name: f.rel.clone(),
+                in_progress: f.rel.ends_with(".inprogress") || !complete,
+                size: f.len,
+                modified_ms: f.modified_ms,
+                files: vec![f],
+            }),
+            Some((dir, name))
+                if dir.starts_with(ROLLING_PREFIX) && !name.contains('/') && !ignored(name) =>
+            {
+                rolling
+                    .entry(dir.to_string())
+                    .or_default()
+                    .push((f, complete));
+            }
+            _ => {}
+        }
+    }
+    for (dir, files) in rolling {
+        if let Some(src) = rolling_source(&origin, &dir, files) {
+            out.push(src);
+        }
+    }
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    out
+}
+
+/// The events of a stored log, as [`sources_from`] reads them: see
+/// [`LogStore::list_all_eventlogs`].
+pub fn stored_sources(
+    store: &LogStore,
+    rt: &tokio::runtime::Handle,
+    log: &str,
+    files: Vec<LogFile>,
+) -> Vec<LogSource> {
+    let origin = Origin::Store {
+        store: store.clone(),
+        log: log.to_string(),
+        rt: rt.clone(),
+    };
+    sources_from(
+        origin,
+        files
+            .into_iter()
+            .map(|f| {
+                (
+                    SourceFile {
+                        rel: f.rel,
+                        len: f.len,
+                        modified_ms: f.modified_ms,
+                    },
+                    f.complete,
+                )
+            })
+            .collect(),
+    )
 }
 
 /// The index `n` of an `events_<n>_<appId>...` file name.
@@ -89,43 +309,41 @@ fn event_file_index(name: &str) -> Option<u64> {
         .ok()
 }
 
-fn rolling_source(dir: &Path, name: &str) -> std::io::Result<Option<LogSource>> {
+fn rolling_source(origin: &Origin, dir: &str, files: Vec<(SourceFile, bool)>) -> Option<LogSource> {
     let mut events = Vec::new();
     let mut in_progress = None;
-    for entry in std::fs::read_dir(dir)? {
-        let Ok(entry) = entry else { continue };
-        let fname = entry.file_name().to_string_lossy().into_owned();
+    for (f, complete) in files {
+        let fname = f.rel.rsplit('/').next().unwrap_or_default();
         if fname.starts_with("appstatus_") {
             in_progress = Some(fname.ends_with(".inprogress"));
-        } else if let Some(idx) = event_file_index(&fname) {
-            let Ok(meta) = entry.metadata() else { continue };
-            events.push((idx, entry.path(), meta));
+        } else if let Some(idx) = event_file_index(fname) {
+            events.push((idx, f, complete));
         }
     }
     // Spark skips a rolling directory without its status marker or event files
-    let Some(in_progress) = in_progress else {
-        return Ok(None);
-    };
+    let in_progress = in_progress?;
     if events.is_empty() {
-        return Ok(None);
+        return None;
     }
     events.sort_by_key(|(idx, _, _)| *idx);
     // a compacted file replaces everything before it
     if let Some(last_compact) = events
         .iter()
-        .rposition(|(_, p, _)| p.to_string_lossy().ends_with(".compact"))
+        .rposition(|(_, f, _)| f.rel.ends_with(".compact"))
     {
         events.drain(..last_compact);
     }
-    let size = events.iter().map(|(_, _, m)| m.len()).sum();
-    let modified_ms = events.last().map(|(_, _, m)| mtime_ms(m)).unwrap_or(0);
-    Ok(Some(LogSource {
-        name: name.to_string(),
-        files: events.into_iter().map(|(_, p, _)| p).collect(),
-        in_progress,
+    let size = events.iter().map(|(_, f, _)| f.len).sum();
+    let modified_ms = events.last().map(|(_, f, _)| f.modified_ms).unwrap_or(0);
+    let all_stored = events.iter().all(|(_, _, complete)| *complete);
+    Some(LogSource {
+        origin: origin.clone(),
+        name: dir.to_string(),
+        files: events.into_iter().map(|(_, f, _)| f).collect(),
+        in_progress: in_progress || !all_stored,
         size,
         modified_ms,
-    }))
+    })
 }
 
 /// What a replay saw, beyond the events themselves.
@@ -134,8 +352,11 @@ pub struct ReadStats {
     pub lines: u64,
     /// Lines that were not valid JSON objects (truncated or corrupt) and were skipped.
     pub skipped: u64,
-    /// Files that ended in an undecodable or truncated block.
+    /// Files that ended in an undecodable or truncated block, or could not be read.
     pub damaged_files: u64,
+    /// Of those, files whose source failed (could not be opened, or a read from the store
+    /// failed): not the log's fault, so a later scan replays the log again.
+    pub unreadable: u64,
 }
 
 /// Decodes each file of `src` in turn and hands every JSON line to `f`.
@@ -151,44 +372,73 @@ pub fn replay(src: &LogSource, mut f: impl FnMut(serde_json::Value)) -> ReadStat
     })
 }
 
+/// Notes whether the reader under a decoder failed, so a failed read of the source is told
+/// apart from data the decoder refused.
+struct Watched<R> {
+    inner: R,
+    failed: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        if r.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
 /// Decodes each file of `src` in turn and hands every non-empty line's bytes to `f`, which
 /// says whether it was a valid event (lines it refuses are counted as skipped). This lets a
-/// caller parse the frequent events straight into typed, borrowing structures.
+/// caller parse the frequent events straight into typed, borrowing structures. Blocking:
+/// call it off the async worker threads.
 pub fn replay_raw(src: &LogSource, mut f: impl FnMut(&[u8]) -> bool) -> ReadStats {
     let mut stats = ReadStats::default();
-    for path in &src.files {
-        let file = match File::open(path) {
-            Ok(file) => file,
+    for file in &src.files {
+        let what = format!("{}/{}", src.origin.uri(), file.rel);
+        let input = match src.origin.open(&file.rel) {
+            Ok(input) => input,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot open event log file");
+                tracing::warn!(file = %what, error = %e, "cannot open event log file");
                 stats.damaged_files += 1;
+                stats.unreadable += 1;
                 continue;
             }
         };
-        let codec = Codec::from_file_name(&path.to_string_lossy());
+        let failed = Arc::new(AtomicBool::new(false));
+        let input = Watched {
+            inner: input,
+            failed: failed.clone(),
+        };
+        let codec = Codec::from_file_name(&file.rel);
         replay_reader(
             codec,
-            BufReader::with_capacity(256 << 10, file),
-            path,
+            BufReader::with_capacity(256 << 10, input),
+            &what,
             &mut stats,
             &mut f,
         );
+        if failed.load(Ordering::Relaxed) {
+            stats.unreadable += 1;
+        }
     }
     stats
 }
 
-/// Decodes one stream and hands every line to `f` (see [`replay_raw`]).
+/// Decodes one stream and hands every line to `f` (see [`replay_raw`]); `what` names the
+/// stream in warnings.
 pub fn replay_reader(
     codec: Codec,
     input: impl Read,
-    what: &Path,
+    what: &str,
     stats: &mut ReadStats,
     f: &mut impl FnMut(&[u8]) -> bool,
 ) {
     let decoded = match codec.reader(input) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(path = %what.display(), error = %e, "cannot decode event log");
+            tracing::warn!(file = %what, error = %e, "cannot decode event log");
             stats.damaged_files += 1;
             return;
         }
@@ -201,7 +451,7 @@ pub fn replay_reader(
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(path = %what.display(), error = %e, "event log ends in a damaged block");
+                tracing::warn!(file = %what, error = %e, "event log ends in a damaged block");
                 stats.damaged_files += 1;
                 // whatever was decoded before the damage is still a (possibly partial) line
                 if !line.is_empty() {
@@ -238,19 +488,15 @@ mod tests {
         let data = b"{\"Event\":\"A\"}\nnot json\n\n{\"Event\":\"B\"}\n{\"Event\":\"C\",\"x\":";
         let mut got = Vec::new();
         let mut stats = ReadStats::default();
-        replay_reader(
-            Codec::None,
-            &data[..],
-            Path::new("t"),
-            &mut stats,
-            &mut |line| match serde_json::from_slice::<serde_json::Value>(line) {
+        replay_reader(Codec::None, &data[..], "t", &mut stats, &mut |line| {
+            match serde_json::from_slice::<serde_json::Value>(line) {
                 Ok(v) if v.is_object() => {
                     got.push(v["Event"].as_str().unwrap_or_default().to_string());
                     true
                 }
                 _ => false,
-            },
-        );
+            }
+        });
         assert_eq!(got, ["A", "B"]);
         assert_eq!(stats.skipped, 2);
         assert_eq!(stats.lines, 4);
@@ -276,11 +522,15 @@ mod tests {
             ["eventlog_v2_spark-3", "local-1", "local-2.lz4.inprogress"]
         );
         assert!(found[0].in_progress && !found[1].in_progress && found[2].in_progress);
-        let files: Vec<_> = found[0]
-            .files
-            .iter()
-            .map(|p| p.file_name().unwrap().to_owned())
-            .collect();
-        assert_eq!(files, ["events_2_spark-3.zstd", "events_10_spark-3.zstd"]);
+        let files: Vec<_> = found[0].files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(
+            files,
+            [
+                "eventlog_v2_spark-3/events_2_spark-3.zstd",
+                "eventlog_v2_spark-3/events_10_spark-3.zstd"
+            ]
+        );
+        assert_eq!(found[0].log_name().as_deref(), Some("spark-3"));
+        assert_eq!(found[2].log_name().as_deref(), Some("local-2"));
     }
 }

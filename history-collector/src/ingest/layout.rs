@@ -2,6 +2,7 @@
 //! side (append a part, merge parts, complete, remove) and the read side (list applications
 //! and their files, open a logical file as one byte stream).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
@@ -60,6 +61,9 @@ pub struct LogFile {
     pub rel: String,
     pub len: u64,
     pub complete: bool,
+    /// When the stored bytes last changed, in ms since the epoch: the object's last-modified
+    /// time, or the newest part's while the file is stored as parts.
+    pub modified_ms: i64,
 }
 
 /// Key of a stored event-log file.
@@ -412,55 +416,21 @@ impl LogStore {
     }
 
     /// Logical files under `prefix` (a key prefix ending in `/`), complete or in progress,
-    /// as (key relative to `prefix`, length, complete), sorted.
+    /// sorted by path relative to `prefix`. Two listings, whatever the number of files.
     async fn logical_under(&self, prefix: &str) -> Result<Vec<LogFile>> {
-        let mut out = std::collections::BTreeMap::new();
-        for m in self.store.list(prefix).await? {
-            if let Some(rel) = m.key.strip_prefix(prefix) {
-                out.insert(
-                    rel.to_string(),
-                    LogFile {
-                        rel: rel.to_string(),
-                        len: m.size,
-                        complete: true,
-                    },
-                );
-            }
-        }
-        let pp = format!("{PARTS}/{prefix}");
-        let mut partial: std::collections::BTreeSet<String> = Default::default();
-        for m in self.store.list(&pp).await? {
-            if let Some(rest) = m.key.strip_prefix(&pp) {
-                if let Some((rel, _offset)) = rest.rsplit_once('/') {
-                    partial.insert(rel.to_string());
-                }
-            }
-        }
-        for rel in partial {
-            if out.contains_key(&rel) {
-                continue;
-            }
-            let key = format!("{prefix}{rel}");
-            let st = self.stored(&key).await?;
-            if st.len > 0 {
-                out.insert(
-                    rel.clone(),
-                    LogFile {
-                        rel,
-                        len: st.len,
-                        complete: false,
-                    },
-                );
-            }
-        }
-        Ok(out.into_values().collect())
+        let objects = self.store.list_shallow(prefix).await?;
+        let parts = self
+            .store
+            .list_shallow(&format!("{PARTS}/{prefix}"))
+            .await?;
+        Ok(logical_from(prefix, objects, parts).into_values().collect())
     }
 
     /// Every log name (`<appId>[_<attemptId>]`) with a stored event log, sorted.
     pub async fn list_logs(&self) -> Result<Vec<String>> {
         let mut names = std::collections::BTreeSet::new();
         for prefix in [format!("{EVENTLOGS}/"), format!("{PARTS}/{EVENTLOGS}/")] {
-            for m in self.store.list(&prefix).await? {
+            for m in self.store.list_shallow(&prefix).await? {
                 if let Some(rest) = m.key.strip_prefix(&prefix) {
                     if let Some((log, _)) = rest.split_once('/') {
                         names.insert(log.to_string());
@@ -469,6 +439,31 @@ impl LogStore {
             }
         }
         Ok(names.into_iter().collect())
+    }
+
+    /// Every stored event log with its files (as [`list_files`](Self::list_files) gives
+    /// them), from two listings of the store whatever the number of logs: what a periodic
+    /// scan needs to see which logs are new or changed without opening any.
+    pub async fn list_all_eventlogs(&self) -> Result<BTreeMap<String, Vec<LogFile>>> {
+        let prefix = format!("{EVENTLOGS}/");
+        let objects = self.store.list_shallow(&prefix).await?;
+        let parts = self
+            .store
+            .list_shallow(&format!("{PARTS}/{prefix}"))
+            .await?;
+        let mut out: BTreeMap<String, Vec<LogFile>> = BTreeMap::new();
+        for (_, mut f) in logical_from(&prefix, objects, parts) {
+            let Some((log, rel)) = f.rel.split_once('/') else {
+                continue;
+            };
+            if check_component(log).is_err() {
+                continue;
+            }
+            let log = log.to_string();
+            f.rel = rel.to_string();
+            out.entry(log).or_default().push(f);
+        }
+        Ok(out)
     }
 
     /// The files of one event log (relative paths as Spark wrote them), sorted.
@@ -488,6 +483,79 @@ impl LogStore {
         check_component(app)?;
         self.logical_under(&format!("{PODLOGS}/{app}/")).await
     }
+}
+
+fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The logical files a listing of complete objects under `prefix` and one of parts under
+/// `parts/<prefix>` show, by path relative to `prefix`. A file with a complete object is
+/// that object (it wins over parts, as in [`LogStore::open`]); otherwise its contiguous run
+/// of parts from offset 0, computed from the listing alone. Files with nothing stored yet
+/// are left out.
+fn logical_from(
+    prefix: &str,
+    objects: Vec<ObjectMeta>,
+    parts: Vec<ObjectMeta>,
+) -> BTreeMap<String, LogFile> {
+    let mut out = BTreeMap::new();
+    for m in objects {
+        if let Some(rel) = m.key.strip_prefix(prefix) {
+            out.insert(
+                rel.to_string(),
+                LogFile {
+                    rel: rel.to_string(),
+                    len: m.size,
+                    complete: true,
+                    modified_ms: ms(m.last_modified),
+                },
+            );
+        }
+    }
+    let pp = format!("{PARTS}/{prefix}");
+    let mut partial: BTreeMap<String, Vec<(Part, i64)>> = BTreeMap::new();
+    for m in parts {
+        let Some((rel, name)) = m.key.strip_prefix(&pp).and_then(|r| r.rsplit_once('/')) else {
+            continue;
+        };
+        if name.len() != 20 || out.contains_key(rel) {
+            continue;
+        }
+        let Ok(start) = name.parse() else { continue };
+        let modified = ms(m.last_modified);
+        partial.entry(rel.to_string()).or_default().push((
+            Part {
+                key: m.key,
+                start,
+                size: m.size,
+            },
+            modified,
+        ));
+    }
+    for (rel, mut ps) in partial {
+        ps.sort_by_key(|(p, _)| (p.start, std::cmp::Reverse(p.size)));
+        let plain: Vec<Part> = ps.iter().map(|(p, _)| p.clone()).collect();
+        let (run, len) = LogStore::contiguous(&plain);
+        if len == 0 {
+            continue;
+        }
+        let modified_ms = run
+            .iter()
+            .filter_map(|(p, _)| ps.iter().find(|(q, _)| q.key == p.key).map(|(_, t)| *t))
+            .max()
+            .unwrap_or(0);
+        out.insert(
+            rel.clone(),
+            LogFile {
+                rel,
+                len,
+                complete: false,
+                modified_ms,
+            },
+        );
+    }
+    out
 }
 
 /// Refuses names that could escape their place in a key.
