@@ -1,7 +1,8 @@
 //! Benchmark helper: serves the REST API over an event-log directory and reports how long it
 //! took until `/api/v1/applications/<id>/jobs` answered. Peak RSS: run under `/usr/bin/time -v`.
 //!
-//! `cargo run --release -p history-collector --example api_bench -- <event-log-dir>`
+//! `cargo run --release -p history-collector --example api_bench -- <event-log-dir> [--save F]`
+//! (`--save` writes the `/jobs` answer to F, to compare with Spark's; see `bench/api.sh`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,9 +11,12 @@ use history_collector::api::{self, Catalog};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = std::env::args()
-        .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("usage: api_bench <event-log-dir>"))?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (dir, save) = match args.as_slice() {
+        [dir] => (dir.clone(), None),
+        [dir, flag, file] if flag == "--save" => (dir.clone(), Some(file.clone())),
+        _ => anyhow::bail!("usage: api_bench <event-log-dir> [--save FILE]"),
+    };
     let start = Instant::now();
     let catalog = Arc::new(Catalog::new(vec![dir.into()]));
     let c = catalog.clone();
@@ -40,6 +44,9 @@ async fn main() -> anyhow::Result<()> {
             body.len(),
             start.elapsed().as_secs_f64()
         );
+        if let Some(f) = &save {
+            std::fs::write(f, &body).map_err(|e| anyhow::anyhow!("cannot write {f}: {e}"))?;
+        }
     }
     Ok(())
 }

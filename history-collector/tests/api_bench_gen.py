@@ -1,21 +1,37 @@
 """Writes a synthetic, valid Spark event log of a given size for the history-collector
 benchmark, by repeating real events (taken from a log Spark wrote) with fresh ids and times.
 
-Usage: python api_bench_gen.py <real-uncompressed-log> <out-file> <target-bytes> [tasks-per-stage]
+Usage: python api_bench_gen.py <real-uncompressed-log> <out-file> <target> [tasks-per-stage]
+
+<target> is a size in bytes (stop once the log is that big) or `tasks=N` (stop after N tasks).
 
 Task events are written lean, as a plain RDD job logs them with
 `spark.eventLog.includeTaskMetricsAccumulators=false` (Spark 4): no accumulables, and
 without the optional parts older Sparks never wrote and the History Server does not need
-(`Task Executor Metrics`, push-based shuffle metrics). That keeps a task near 1 KB, so a
-1 GiB log holds about a million tasks, as the benchmark asks.
+(`Task Executor Metrics`, push-based shuffle metrics). Spark still writes every metrics group
+(shuffle read and write, input, output) for every task, so a task start and end take about
+1.5 KB together: a 1 GiB log holds about 715,000 tasks, and a million tasks take about 1.5 GB.
 """
 import json
 import sys
 
-src, out, target = sys.argv[1], sys.argv[2], int(sys.argv[3])
+src, out, spec = sys.argv[1], sys.argv[2], sys.argv[3]
+if spec.startswith("tasks="):
+    target, max_tasks = float("inf"), int(spec[len("tasks="):])
+else:
+    target, max_tasks = int(spec), float("inf")
 per_stage = int(sys.argv[4]) if len(sys.argv) > 4 else 1000
 
-events = [json.loads(l) for l in open(src) if l.strip()]
+def parse(path):
+    """Every whole event of the log; a torn last line (an `.inprogress` log) is left out."""
+    for line in open(path):
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            pass
+
+
+events = list(parse(src))
 head = [e for e in events if e["Event"] in (
     "SparkListenerLogStart", "SparkListenerResourceProfileAdded", "SparkListenerEnvironmentUpdate",
     "SparkListenerApplicationStart", "SparkListenerExecutorAdded", "SparkListenerBlockManagerAdded")]
@@ -49,12 +65,12 @@ with open(out, "w") as f:
         w(e)
     job = 0
     t = t0 + 1000
-    while written < target:
+    while written < target and tasks < max_tasks:
         si = dict(stage_sub["Stage Info"], **{"Stage ID": job, "Number of Tasks": per_stage, "Submission Time": t})
         si.pop("Completion Time", None)
         w(dict(job_start, **{"Job ID": job, "Submission Time": t, "Stage IDs": [job], "Stage Infos": [si]}))
         w(dict(stage_sub, **{"Stage Info": si}))
-        for k in range(per_stage):
+        for k in range(int(min(per_stage, max_tasks - tasks))):
             tid = tasks
             tasks += 1
             ti = dict(task_start["Task Info"], **{"Task ID": tid, "Index": k, "Partition ID": k, "Launch Time": t + k})

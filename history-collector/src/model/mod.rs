@@ -5,6 +5,7 @@
 //! totals) are the ones Spark's REST API reports. Only aggregates and small per-entity
 //! records are kept; no log text is retained.
 
+pub mod pipeline;
 pub mod scala_order;
 pub mod sql;
 pub mod storage;
@@ -325,7 +326,12 @@ impl App {
             default_cpus_per_task: 1,
             ..App::default()
         };
-        let stats = eventlog::replay_raw(src, |line| app.apply_line(line));
+        let mut replay = pipeline::Replay::new(&mut app);
+        let mut stats = eventlog::replay_raw(src, |line| {
+            replay.push(line);
+            true
+        });
+        stats.skipped += replay.finish();
         app.stats = stats;
         app.sql.finish_replay();
         app.storage.finish_replay(&app.executors);

@@ -58,6 +58,26 @@ pub struct TaskInfo<'a> {
     pub killed: bool,
 }
 
+impl TaskInfo<'_> {
+    pub fn into_owned(self) -> TaskInfo<'static> {
+        TaskInfo {
+            executor_id: Cow::Owned(self.executor_id.into_owned()),
+            host: Cow::Owned(self.host.into_owned()),
+            locality: Cow::Owned(self.locality.into_owned()),
+            task_id: self.task_id,
+            index: self.index,
+            attempt: self.attempt,
+            partition_id: self.partition_id,
+            launch_time: self.launch_time,
+            speculative: self.speculative,
+            getting_result_time: self.getting_result_time,
+            finish_time: self.finish_time,
+            failed: self.failed,
+            killed: self.killed,
+        }
+    }
+}
+
 /// `SparkListenerTaskStart` and `SparkListenerTaskGettingResult`.
 #[derive(Debug, Deserialize)]
 pub struct TaskStartEvent<'a> {
@@ -84,6 +104,29 @@ pub struct TaskEndEvent<'a> {
     pub executor_metrics: Option<PeakMetrics>,
     #[serde(rename = "Task Metrics", default)]
     pub metrics: Option<TaskMetricsIn>,
+}
+
+impl TaskStartEvent<'_> {
+    pub fn into_owned(self) -> TaskStartEvent<'static> {
+        TaskStartEvent {
+            stage_id: self.stage_id,
+            stage_attempt: self.stage_attempt,
+            info: self.info.into_owned(),
+        }
+    }
+}
+
+impl TaskEndEvent<'_> {
+    pub fn into_owned(self) -> TaskEndEvent<'static> {
+        TaskEndEvent {
+            stage_id: self.stage_id,
+            stage_attempt: self.stage_attempt,
+            reason: self.reason.map(Reason::into_owned),
+            info: self.info.into_owned(),
+            executor_metrics: self.executor_metrics,
+            metrics: self.metrics,
+        }
+    }
 }
 
 /// `Task End Reason`.
@@ -124,6 +167,27 @@ pub struct Reason<'a> {
 }
 
 impl Reason<'_> {
+    pub fn into_owned(self) -> Reason<'static> {
+        Reason {
+            reason: Cow::Owned(self.reason.into_owned()),
+            kill_reason: self.kill_reason,
+            full_stack_trace: self.full_stack_trace,
+            class_name: self.class_name,
+            description: self.description,
+            job_id: self.job_id,
+            partition_id: self.partition_id,
+            attempt_number: self.attempt_number,
+            executor_id: self.executor_id,
+            exit_caused_by_app: self.exit_caused_by_app,
+            loss_reason: self.loss_reason,
+            shuffle_id: self.shuffle_id,
+            map_id: self.map_id,
+            map_index: self.map_index,
+            reduce_id: self.reduce_id,
+            message: self.message,
+        }
+    }
+
     /// What Spark's `TaskEndReason.toErrorString` says (the task's `errorMessage`); `None`
     /// for a success.
     pub fn error_message(&self) -> Option<String> {
@@ -965,25 +1029,28 @@ impl App {
     /// accumulables; every other line goes through [`App::apply`]. Returns whether the line
     /// was a valid event.
     pub fn apply_line(&mut self, line: &[u8]) -> bool {
-        const TASK: &[u8] = b"{\"Event\":\"SparkListenerTask";
-        if let Some(rest) = line.strip_prefix(TASK) {
-            if rest.starts_with(b"End\"") {
-                if let Ok(t) = serde_json::from_slice::<TaskEndEvent>(line) {
-                    if !self.sql.wants_stage(t.stage_id) {
-                        self.events += 1;
-                        self.task_end_typed(&t);
-                        return true;
-                    }
-                }
-            } else if rest.starts_with(b"Start\"") {
-                if let Ok(t) = serde_json::from_slice::<TaskStartEvent>(line) {
-                    if !self.sql.wants_stage(t.stage_id) {
-                        self.events += 1;
-                        self.task_start_typed(&t);
-                        return true;
-                    }
-                }
+        self.apply_parsed(super::pipeline::Parsed::parse(line), line)
+    }
+
+    /// One log line whose task event, if any, is already parsed (see [`App::apply_line`]).
+    pub(super) fn apply_parsed(
+        &mut self,
+        parsed: super::pipeline::Parsed<'_>,
+        line: &[u8],
+    ) -> bool {
+        use super::pipeline::Parsed;
+        match parsed {
+            Parsed::TaskEnd(t) if !self.sql.wants_stage(t.stage_id) => {
+                self.events += 1;
+                self.task_end_typed(&t);
+                return true;
             }
+            Parsed::TaskStart(t) if !self.sql.wants_stage(t.stage_id) => {
+                self.events += 1;
+                self.task_start_typed(&t);
+                return true;
+            }
+            _ => {}
         }
         match serde_json::from_slice::<serde_json::Value>(line) {
             Ok(v) if v.is_object() => {

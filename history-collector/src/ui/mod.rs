@@ -57,9 +57,14 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Escapes one URL path segment.
+/// A path segment for a link: application ids like `local-1` stay readable; everything
+/// outside the unreserved characters is escaped (`.` too, so no id can form a `..` segment).
 fn seg(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 fn duration(ms: i64) -> String {

@@ -1,0 +1,497 @@
+//! Replay on several cores.
+//!
+//! Nearly all of a big event log is task events, and nearly all of the replay time is
+//! parsing their JSON. Parsing a line does not depend on the model, so lines are gathered
+//! into batches of about 1 MiB and the task events of each batch are parsed on worker
+//! threads, while the calling thread keeps reading and applies the parsed batches to the
+//! [`App`] strictly in log order. Every other event, and a task event whose stage belongs to
+//! a SQL execution (those need their accumulables), is parsed on the calling thread exactly
+//! as in a sequential replay, so the result is the same either way.
+//!
+//! Memory stays bounded: at most two batches per worker are in flight, and their buffers
+//! are reused. Logs smaller than one batch never start a thread.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
+
+use super::tasks::{TaskEndEvent, TaskStartEvent};
+use super::App;
+
+/// Bytes of log per batch handed to a worker.
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches each worker may hold (queued or being parsed).
+const IN_FLIGHT_PER_WORKER: u64 = 2;
+/// Upper bound on parsing threads; more cores do not help once reading is the limit.
+const MAX_WORKERS: usize = 4;
+
+/// One log line, parsed as far as can be done without the model.
+pub(super) enum Parsed<'a> {
+    TaskStart(TaskStartEvent<'a>),
+    TaskEnd(Box<TaskEndEvent<'a>>),
+    /// Any other event, or a task event that did not parse as one: the model parses it.
+    Other,
+}
+
+impl Parsed<'_> {
+    /// Recognises task events by the prefix Spark writes them with and parses them typed.
+    pub(super) fn parse(line: &[u8]) -> Parsed<'_> {
+        const TASK: &[u8] = b"{\"Event\":\"SparkListenerTask";
+        if let Some(rest) = line.strip_prefix(TASK) {
+            if rest.starts_with(b"End\"") {
+                if let Ok(t) = sonic_rs::from_slice::<TaskEndEvent>(line) {
+                    return Parsed::TaskEnd(Box::new(t));
+                }
+            } else if rest.starts_with(b"Start\"") {
+                if let Ok(t) = sonic_rs::from_slice::<TaskStartEvent>(line) {
+                    return Parsed::TaskStart(t);
+                }
+            }
+        }
+        Parsed::Other
+    }
+
+    /// The same, no longer borrowing from the line (for sending between threads).
+    fn into_owned(self) -> Parsed<'static> {
+        match self {
+            Parsed::TaskStart(t) => Parsed::TaskStart(t.into_owned()),
+            Parsed::TaskEnd(t) => Parsed::TaskEnd(Box::new(t.into_owned())),
+            Parsed::Other => Parsed::Other,
+        }
+    }
+}
+
+/// A run of whole lines in one buffer.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = &self.buf[start..end];
+            start = end;
+            line
+        })
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+}
+
+/// A batch back from a worker, with one parse result per line.
+struct Done {
+    seq: u64,
+    batch: Batch,
+    items: Vec<Parsed<'static>>,
+}
+
+struct Workers {
+    inputs: Vec<SyncSender<(u64, Batch)>>,
+    results: Receiver<Done>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(n: usize) -> Option<Workers> {
+        let (done_tx, results) = channel::<Done>();
+        let mut inputs = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, rx) = sync_channel::<(u64, Batch)>(IN_FLIGHT_PER_WORKER as usize);
+            let done = done_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("replay-parse-{i}"))
+                .spawn(move || worker(rx, done));
+            match spawned {
+                Ok(h) => {
+                    inputs.push(tx);
+                    handles.push(h);
+                }
+                // no thread to be had: parse on the calling thread instead
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a replay thread; replaying on one core");
+                    break;
+                }
+            }
+        }
+        if inputs.is_empty() {
+            return None;
+        }
+        Some(Workers {
+            inputs,
+            results,
+            handles,
+        })
+    }
+}
+
+fn worker(input: Receiver<(u64, Batch)>, done: Sender<Done>) {
+    for (seq, batch) in input {
+        let items = batch
+            .lines()
+            .map(|l| Parsed::parse(l).into_owned())
+            .collect();
+        if done.send(Done { seq, batch, items }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Feeds log lines to an [`App`], parsing task events on other cores.
+pub struct Replay<'a> {
+    app: &'a mut App,
+    batch: Batch,
+    threads: usize,
+    workers: Option<Workers>,
+    spare: Vec<Batch>,
+    sent: u64,
+    applied: u64,
+    pending: BTreeMap<u64, Done>,
+    invalid: u64,
+}
+
+impl<'a> Replay<'a> {
+    /// A replay into `app` using up to as many parsing threads as there are cores.
+    pub fn new(app: &'a mut App) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_threads(app, cores.min(MAX_WORKERS))
+    }
+
+    /// A replay with `threads` parsing threads; 0 or 1 parses on the calling thread.
+    pub fn with_threads(app: &'a mut App, threads: usize) -> Self {
+        Replay {
+            app,
+            batch: Batch::default(),
+            threads,
+            workers: None,
+            spare: Vec::new(),
+            sent: 0,
+            applied: 0,
+            pending: BTreeMap::new(),
+            invalid: 0,
+        }
+    }
+
+    /// One line of the log (without its newline). Whether it was a valid event is known
+    /// only once it is applied: see [`Replay::finish`].
+    pub fn push(&mut self, line: &[u8]) {
+        self.batch.buf.extend_from_slice(line);
+        self.batch.ends.push(self.batch.buf.len());
+        if self.batch.buf.len() >= BATCH_BYTES {
+            self.dispatch();
+        }
+    }
+
+    fn dispatch(&mut self) {
+        if self.threads <= 1 {
+            let batch = std::mem::take(&mut self.batch);
+            self.apply_inline(&batch);
+            self.batch = batch;
+            self.batch.clear();
+            return;
+        }
+        if self.workers.is_none() {
+            self.workers = Workers::start(self.threads);
+            if self.workers.is_none() {
+                self.threads = 1;
+                return self.dispatch();
+            }
+        }
+        let Some(workers) = self.workers.as_ref() else {
+            return;
+        };
+        let n = workers.inputs.len() as u64;
+        // keep at most IN_FLIGHT_PER_WORKER batches per worker outstanding
+        while self.sent - self.applied >= n * IN_FLIGHT_PER_WORKER {
+            if !self.receive_one() {
+                break;
+            }
+        }
+        let mut next = self.spare.pop().unwrap_or_default();
+        std::mem::swap(&mut next, &mut self.batch);
+        let target = (self.sent % n) as usize;
+        let sent = self
+            .workers
+            .as_ref()
+            .map(|w| w.inputs[target].send((self.sent, next)));
+        match sent {
+            Some(Ok(())) => self.sent += 1,
+            // the worker is gone (it panicked): parse this batch here
+            Some(Err(e)) => {
+                let (_, batch) = e.0;
+                self.drain();
+                self.apply_inline(&batch);
+                self.threads = 1;
+            }
+            None => {}
+        }
+    }
+
+    /// Waits for one batch from the workers and applies every batch now due, in order.
+    /// False if no more results can come.
+    fn receive_one(&mut self) -> bool {
+        let Some(workers) = self.workers.as_ref() else {
+            return false;
+        };
+        match workers.results.recv() {
+            Ok(done) => {
+                self.pending.insert(done.seq, done);
+                while let Some(done) = self.pending.remove(&self.applied) {
+                    self.apply_done(done);
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn apply_done(&mut self, done: Done) {
+        let Done {
+            mut batch, items, ..
+        } = done;
+        for (line, item) in batch.lines().zip(items) {
+            if !self.app.apply_parsed(item, line) {
+                self.invalid += 1;
+            }
+        }
+        self.applied += 1;
+        batch.clear();
+        self.spare.push(batch);
+    }
+
+    fn apply_inline(&mut self, batch: &Batch) {
+        for line in batch.lines() {
+            if !self.app.apply_line(line) {
+                self.invalid += 1;
+            }
+        }
+    }
+
+    /// Applies everything still in flight and stops the workers.
+    fn drain(&mut self) {
+        while self.applied < self.sent {
+            if !self.receive_one() {
+                // a worker died with batches in it; what it held cannot be recovered here
+                tracing::warn!(
+                    lost = self.sent - self.applied,
+                    "a replay thread stopped; some events were not applied"
+                );
+                self.applied = self.sent;
+                break;
+            }
+        }
+        if let Some(w) = self.workers.take() {
+            drop(w.inputs);
+            for h in w.handles {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// Applies the rest of the log; returns how many lines were not valid events.
+    pub fn finish(mut self) -> u64 {
+        if !self.batch.ends.is_empty() {
+            if self.workers.is_some() {
+                self.dispatch();
+            } else {
+                let batch = std::mem::take(&mut self.batch);
+                self.apply_inline(&batch);
+            }
+        }
+        self.drain();
+        self.invalid
+    }
+}
+
+impl Drop for Replay<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.workers.take() {
+            drop(w.inputs);
+            for h in w.handles {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A log of `jobs` one-stage jobs with `tasks` tasks each; every 7th task fails once and
+    /// is retried, and a damaged line sits in the middle of every job.
+    fn log(jobs: i64, tasks: i64) -> Vec<Vec<u8>> {
+        let mut lines = vec![
+            json!({"Event":"SparkListenerApplicationStart","App Name":"p","App ID":"app-1",
+                   "Timestamp":1000,"User":"u"}),
+            json!({"Event":"SparkListenerExecutorAdded","Timestamp":1001,"Executor ID":"1",
+                   "Executor Info":{"Host":"h1","Total Cores":2,"Log Urls":{}}}),
+        ];
+        let mut out: Vec<Vec<u8>> = lines
+            .drain(..)
+            .map(|v| v.to_string().into_bytes())
+            .collect();
+        let mut tid = 0;
+        for job in 0..jobs {
+            let t = 2000 + job * 10_000;
+            let info = json!({"Stage ID":job,"Stage Attempt ID":0,"Stage Name":"s",
+                              "Number of Tasks":tasks,"RDD Info":[],"Parent IDs":[],
+                              "Details":"","Submission Time":t,"Accumulables":[]});
+            out.push(
+                json!({"Event":"SparkListenerJobStart","Job ID":job,"Submission Time":t,
+                            "Stage Infos":[info],"Stage IDs":[job],"Properties":{}})
+                .to_string()
+                .into_bytes(),
+            );
+            out.push(
+                json!({"Event":"SparkListenerStageSubmitted","Stage Info":info,"Properties":{}})
+                    .to_string()
+                    .into_bytes(),
+            );
+            for k in 0..tasks {
+                let attempts = if k % 7 == 0 { 2 } else { 1 };
+                for a in 0..attempts {
+                    let ti = json!({"Task ID":tid,"Index":k,"Attempt":a,"Partition ID":k,
+                                    "Launch Time":t + k,"Executor ID":"1","Host":"h1",
+                                    "Locality":"PROCESS_LOCAL","Speculative":false,
+                                    "Getting Result Time":0,"Finish Time":0,"Failed":false,
+                                    "Killed":false,"Accumulables":[]});
+                    out.push(
+                        json!({"Event":"SparkListenerTaskStart","Stage ID":job,
+                                    "Stage Attempt ID":0,"Task Info":ti})
+                        .to_string()
+                        .into_bytes(),
+                    );
+                    let failed = attempts == 2 && a == 0;
+                    let mut te = ti.clone();
+                    te["Finish Time"] = json!(t + k + 3 + tid % 5);
+                    te["Failed"] = json!(failed);
+                    let reason = if failed {
+                        json!({"Reason":"ExceptionFailure","Class Name":"E","Description":"boom",
+                               "Stack Trace":[],"Full Stack Trace":"E: boom","Accumulables":[]})
+                    } else {
+                        json!({"Reason":"Success"})
+                    };
+                    out.push(json!({"Event":"SparkListenerTaskEnd","Stage ID":job,
+                                    "Stage Attempt ID":0,"Task Type":"ResultTask",
+                                    "Task End Reason":reason,"Task Info":te,
+                                    "Task Metrics":{"Executor Run Time":tid % 13,
+                                                    "Result Size":100 + k,
+                                                    "Input Metrics":{"Bytes Read":k,"Records Read":1}}})
+                        .to_string().into_bytes());
+                    tid += 1;
+                }
+                if k == tasks / 2 {
+                    out.push(b"{\"Event\":\"SparkListenerTaskEnd\",\"Stage ID\":".to_vec());
+                }
+            }
+            let mut done = info.clone();
+            done["Completion Time"] = json!(t + 9_000);
+            out.push(
+                json!({"Event":"SparkListenerStageCompleted","Stage Info":done})
+                    .to_string()
+                    .into_bytes(),
+            );
+            out.push(
+                json!({"Event":"SparkListenerJobEnd","Job ID":job,"Completion Time":t + 9_000,
+                            "Job Result":{"Result":"JobSucceeded"}})
+                .to_string()
+                .into_bytes(),
+            );
+        }
+        out.push(
+            json!({"Event":"SparkListenerApplicationEnd","Timestamp":9_999_999})
+                .to_string()
+                .into_bytes(),
+        );
+        out
+    }
+
+    fn replay(lines: &[Vec<u8>], threads: usize) -> (App, u64) {
+        let mut app = App {
+            end_time: -1,
+            default_cpus_per_task: 1,
+            ..App::default()
+        };
+        let mut r = Replay::with_threads(&mut app, threads);
+        for l in lines {
+            r.push(l);
+        }
+        let invalid = r.finish();
+        app.tasks.finish(0);
+        (app, invalid)
+    }
+
+    /// Everything the API would answer about the app, as JSON lines.
+    fn summary(app: &App) -> String {
+        use crate::api::{json, stages};
+        let j = |v: &dyn erased::Ser| v.json();
+        let mut out = vec![app.events.to_string()];
+        out.extend(app.jobs.values().map(|x| j(&json::job_data(x))));
+        out.extend(app.stages.values().map(|x| j(&json::stage_data(x))));
+        out.extend(
+            app.executors
+                .values()
+                .map(|x| j(&json::executor_summary(x, 0))),
+        );
+        for key in app.stages.keys() {
+            let tasks = app.tasks.stage_tasks(*key);
+            out.extend(tasks.iter().map(|t| j(&stages::task_data(app, t))));
+        }
+        out.join("\n")
+    }
+
+    mod erased {
+        pub trait Ser {
+            fn json(&self) -> String;
+        }
+        impl<T: serde::Serialize> Ser for T {
+            fn json(&self) -> String {
+                serde_json::to_string(self).unwrap_or_else(|e| e.to_string())
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_replay_equals_sequential_replay() {
+        // about 6 MiB: several batches per worker, so order across workers matters
+        let lines = log(40, 300);
+        let total: usize = lines.iter().map(Vec::len).sum();
+        assert!(
+            total > 5 * BATCH_BYTES,
+            "log too small to span batches: {total}"
+        );
+        let (seq, seq_invalid) = replay(&lines, 1);
+        let (par, par_invalid) = replay(&lines, 3);
+        assert_eq!(seq_invalid, 40, "one damaged line per job");
+        assert_eq!(par_invalid, seq_invalid);
+        assert_eq!(seq.jobs.len(), 40);
+        let stage0 = seq.tasks.stage_tasks((0, 0));
+        assert_eq!(
+            stage0.len(),
+            300 + 300usize.div_ceil(7),
+            "every attempt of stage 0"
+        );
+        assert_eq!(summary(&par), summary(&seq));
+    }
+
+    #[test]
+    fn a_small_log_starts_no_thread() {
+        let lines = log(1, 5);
+        let mut app = App::default();
+        let mut r = Replay::with_threads(&mut app, 4);
+        for l in &lines {
+            r.push(l);
+        }
+        assert!(r.workers.is_none());
+        assert_eq!(r.finish(), 1);
+        assert_eq!(app.jobs.len(), 1);
+    }
+}
