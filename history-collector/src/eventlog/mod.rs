@@ -502,6 +502,49 @@ mod tests {
         assert_eq!(stats.lines, 4);
     }
 
+    fn file(rel: &str, len: u64) -> SourceFile {
+        SourceFile {
+            rel: rel.into(),
+            len,
+            modified_ms: len as i64,
+        }
+    }
+
+    #[test]
+    fn stored_files_make_the_same_logs() {
+        let origin = Origin::Dir(PathBuf::from("/nowhere"));
+        let found = sources_from(
+            origin,
+            vec![
+                // a finished file still being stored (as parts) is not finished yet
+                (file("local-1", 10), false),
+                (file("local-2.zstd", 20), true),
+                (file("eventlog_v2_a/appstatus_a", 0), true),
+                (file("eventlog_v2_a/events_1_a", 5), true),
+                (file("eventlog_v2_a/events_2_a.compact", 6), true),
+                (file("eventlog_v2_a/events_3_a", 7), false),
+                (file("eventlog_v2_a/.events_3_a.crc", 1), true),
+                // no status marker: not a log yet
+                (file("eventlog_v2_b/events_1_b", 5), true),
+                (file("eventlog_v2_a/deeper/x", 1), true),
+            ],
+        );
+        let names: Vec<_> = found.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["eventlog_v2_a", "local-1", "local-2.zstd"]);
+        let a = &found[0];
+        let rels: Vec<_> = a.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(
+            rels,
+            [
+                "eventlog_v2_a/events_2_a.compact",
+                "eventlog_v2_a/events_3_a"
+            ]
+        );
+        assert_eq!((a.size, a.modified_ms, a.in_progress), (13, 7, true));
+        assert!(found[1].in_progress && !found[2].in_progress);
+        assert_eq!(found[2].log_name().as_deref(), Some("local-2"));
+    }
+
     #[test]
     fn scan_finds_single_files_and_rolling_dirs() {
         let dir = tempfile::tempdir().unwrap();

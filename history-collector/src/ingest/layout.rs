@@ -635,6 +635,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn list_all_eventlogs_composes_parts_in_two_listings() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sidecars_common::objstore::open(
+            &format!("file://{}", dir.path().display()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let ls = LogStore::new(store);
+        // a growing single file, as parts
+        let key = eventlog_key("app-1", "app-1.inprogress");
+        let mut off = 0;
+        for chunk in [&b"{\"a\":1}\n"[..], b"{\"b\":2}\n", b"{\"c\":3}\n"] {
+            off = ls
+                .append(&key, off, chunk.len() as u64, reader(chunk))
+                .await
+                .unwrap();
+        }
+        // a finished rolling log, as objects
+        let events = b"{\"e\":1}\n";
+        ls.put_complete(
+            &eventlog_key("app-2", "eventlog_v2_app-2/events_1_app-2"),
+            events.len() as u64,
+            reader(events),
+        )
+        .await
+        .unwrap();
+        ls.put_complete(
+            &eventlog_key("app-2", "eventlog_v2_app-2/appstatus_app-2"),
+            0,
+            reader(b""),
+        )
+        .await
+        .unwrap();
+        let all = ls.list_all_eventlogs().await.unwrap();
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["app-1", "app-2"]);
+        let a1 = &all["app-1"];
+        assert_eq!(a1.len(), 1);
+        assert_eq!(
+            (a1[0].rel.as_str(), a1[0].len, a1[0].complete),
+            ("app-1.inprogress", off, false)
+        );
+        assert!(a1[0].modified_ms > 0);
+        let rels: Vec<_> = all["app-2"]
+            .iter()
+            .map(|f| (f.rel.as_str(), f.len, f.complete))
+            .collect();
+        assert_eq!(
+            rels,
+            [
+                ("eventlog_v2_app-2/appstatus_app-2", 0, true),
+                (
+                    "eventlog_v2_app-2/events_1_app-2",
+                    events.len() as u64,
+                    true
+                )
+            ]
+        );
+        // the per-log listing says the same
+        assert_eq!(&ls.list_files("app-1").await.unwrap(), a1);
+        assert_eq!(&ls.list_files("app-2").await.unwrap(), &all["app-2"]);
+        // and the stream of the growing file is what was appended
+        let (len, _) = ls.open_eventlog("app-1", "app-1.inprogress").await.unwrap();
+        assert_eq!(len, off);
+    }
+
+    #[tokio::test]
     async fn read_tail_of_parts_and_complete() {
         let dir = tempfile::tempdir().unwrap();
         let store = sidecars_common::objstore::open(
