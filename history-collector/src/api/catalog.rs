@@ -34,6 +34,8 @@ pub struct Entry {
     /// The replay could not read all of the log (the store failed mid-read): replay it on
     /// the next scan even if the listing shows no change.
     retry: bool,
+    /// How long the replay took, in ms.
+    replay_ms: i64,
 }
 
 impl Entry {
@@ -159,13 +161,26 @@ impl Catalog {
         let mut seen = std::collections::HashSet::new();
         for (key, src) in found {
             seen.insert(key.clone());
-            let unchanged = self
+            let now = now_ms();
+            let skip = self
                 .entries
                 .read()
                 .ok()
-                .and_then(|m| m.get(&key).map(|e| e.source == src && !e.retry))
+                .and_then(|m| {
+                    m.get(&key).map(|e| {
+                        let unchanged = e.source == src && !e.retry;
+                        // a log still growing is replayed whole each time it changes: one
+                        // that takes long to replay waits a few replay times before the
+                        // next, so a huge running log neither hogs the scan nor the store;
+                        // a log that just finished is replayed at once
+                        let busy = e.source.in_progress
+                            && src.in_progress
+                            && now < e.loaded_ms + 4 * e.replay_ms;
+                        unchanged || busy
+                    })
+                })
                 .unwrap_or(false);
-            if unchanged {
+            if skip {
                 continue;
             }
             let app = App::load(&src);
@@ -176,12 +191,14 @@ impl Catalog {
             if app.stats.skipped > 0 {
                 tracing::info!(log = %key, skipped = app.stats.skipped, "skipped unreadable event log lines");
             }
+            let loaded_ms = now_ms();
             let entry = Arc::new(Entry {
                 dir_uri: src.origin.uri(),
                 retry: app.stats.unreadable > 0,
                 source: src,
                 app,
-                loaded_ms: now_ms(),
+                loaded_ms,
+                replay_ms: loaded_ms - now,
             });
             if let Ok(mut m) = self.entries.write() {
                 m.insert(key, entry);
