@@ -258,10 +258,10 @@ pub fn task_data(app: &App, t: &TaskRec) -> TaskData {
         launch_time: date(t.launch_time),
         result_fetch_start: (t.result_fetch_start > 0).then(|| date(t.result_fetch_start)),
         duration: (t.duration > 0).then_some(t.duration),
-        executor_id: t.executor_id.clone(),
-        host: t.host.clone(),
+        executor_id: t.executor_id.to_string(),
+        host: t.host.to_string(),
         status: t.status.as_str(),
-        task_locality: t.locality.clone(),
+        task_locality: t.locality.to_string(),
         speculative: t.speculative,
         accumulator_updates: Vec::new(),
         error_message: t.error.clone(),
@@ -271,7 +271,7 @@ pub fn task_data(app: &App, t: &TaskRec) -> TaskData {
             .map(|_| build(&specs, &mut |ex| N::I(eval(t, ex)))),
         executor_logs: Ordered(
             app.executors
-                .get(&t.executor_id)
+                .get(t.executor_id.as_str())
                 .map(|e| e.executor_logs.clone())
                 .unwrap_or_default(),
         ),

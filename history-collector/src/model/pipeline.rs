@@ -26,16 +26,16 @@ const IN_FLIGHT_PER_WORKER: u64 = 2;
 const MAX_WORKERS: usize = 4;
 
 /// One log line, parsed as far as can be done without the model.
-pub(super) enum Parsed<'a> {
-    TaskStart(TaskStartEvent<'a>),
-    TaskEnd(Box<TaskEndEvent<'a>>),
+pub(super) enum Parsed {
+    TaskStart(TaskStartEvent),
+    TaskEnd(Box<TaskEndEvent>),
     /// Any other event, or a task event that did not parse as one: the model parses it.
     Other,
 }
 
-impl Parsed<'_> {
+impl Parsed {
     /// Recognises task events by the prefix Spark writes them with and parses them typed.
-    pub(super) fn parse(line: &[u8]) -> Parsed<'_> {
+    pub(super) fn parse(line: &[u8]) -> Parsed {
         const TASK: &[u8] = b"{\"Event\":\"SparkListenerTask";
         if let Some(rest) = line.strip_prefix(TASK) {
             if rest.starts_with(b"End\"") {
@@ -49,15 +49,6 @@ impl Parsed<'_> {
             }
         }
         Parsed::Other
-    }
-
-    /// The same, no longer borrowing from the line (for sending between threads).
-    fn into_owned(self) -> Parsed<'static> {
-        match self {
-            Parsed::TaskStart(t) => Parsed::TaskStart(t.into_owned()),
-            Parsed::TaskEnd(t) => Parsed::TaskEnd(Box::new(t.into_owned())),
-            Parsed::Other => Parsed::Other,
-        }
     }
 }
 
@@ -88,7 +79,7 @@ impl Batch {
 struct Done {
     seq: u64,
     batch: Batch,
-    items: Vec<Parsed<'static>>,
+    items: Vec<Parsed>,
 }
 
 struct Workers {
@@ -133,10 +124,7 @@ impl Workers {
 
 fn worker(input: Receiver<(u64, Batch)>, done: Sender<Done>) {
     for (seq, batch) in input {
-        let items = batch
-            .lines()
-            .map(|l| Parsed::parse(l).into_owned())
-            .collect();
+        let items = batch.lines().map(Parsed::parse).collect();
         if done.send(Done { seq, batch, items }).is_err() {
             return;
         }

@@ -18,6 +18,7 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use compact_str::CompactString;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
@@ -29,7 +30,7 @@ fn minus1() -> i64 {
 
 /// The `Task Info` of a task event (only what the API shows).
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct TaskInfo<'a> {
+pub struct TaskInfo {
     #[serde(rename = "Task ID", default)]
     pub task_id: i64,
     #[serde(rename = "Index", default)]
@@ -40,12 +41,12 @@ pub struct TaskInfo<'a> {
     pub partition_id: i64,
     #[serde(rename = "Launch Time", default)]
     pub launch_time: i64,
-    #[serde(rename = "Executor ID", borrow, default)]
-    pub executor_id: Cow<'a, str>,
-    #[serde(rename = "Host", borrow, default)]
-    pub host: Cow<'a, str>,
-    #[serde(rename = "Locality", borrow, default)]
-    pub locality: Cow<'a, str>,
+    #[serde(rename = "Executor ID", default)]
+    pub executor_id: CompactString,
+    #[serde(rename = "Host", default)]
+    pub host: CompactString,
+    #[serde(rename = "Locality", default)]
+    pub locality: CompactString,
     #[serde(rename = "Speculative", default)]
     pub speculative: bool,
     #[serde(rename = "Getting Result Time", default)]
@@ -58,82 +59,39 @@ pub struct TaskInfo<'a> {
     pub killed: bool,
 }
 
-impl TaskInfo<'_> {
-    pub fn into_owned(self) -> TaskInfo<'static> {
-        TaskInfo {
-            executor_id: Cow::Owned(self.executor_id.into_owned()),
-            host: Cow::Owned(self.host.into_owned()),
-            locality: Cow::Owned(self.locality.into_owned()),
-            task_id: self.task_id,
-            index: self.index,
-            attempt: self.attempt,
-            partition_id: self.partition_id,
-            launch_time: self.launch_time,
-            speculative: self.speculative,
-            getting_result_time: self.getting_result_time,
-            finish_time: self.finish_time,
-            failed: self.failed,
-            killed: self.killed,
-        }
-    }
-}
-
 /// `SparkListenerTaskStart` and `SparkListenerTaskGettingResult`.
 #[derive(Debug, Deserialize)]
-pub struct TaskStartEvent<'a> {
+pub struct TaskStartEvent {
     #[serde(rename = "Stage ID", default = "minus1")]
     pub stage_id: i64,
     #[serde(rename = "Stage Attempt ID", default)]
     pub stage_attempt: i64,
-    #[serde(rename = "Task Info", borrow)]
-    pub info: TaskInfo<'a>,
+    #[serde(rename = "Task Info")]
+    pub info: TaskInfo,
 }
 
 /// `SparkListenerTaskEnd`.
 #[derive(Debug, Deserialize)]
-pub struct TaskEndEvent<'a> {
+pub struct TaskEndEvent {
     #[serde(rename = "Stage ID", default = "minus1")]
     pub stage_id: i64,
     #[serde(rename = "Stage Attempt ID", default)]
     pub stage_attempt: i64,
-    #[serde(rename = "Task End Reason", borrow, default)]
-    pub reason: Option<Reason<'a>>,
-    #[serde(rename = "Task Info", borrow)]
-    pub info: TaskInfo<'a>,
+    #[serde(rename = "Task End Reason", default)]
+    pub reason: Option<Reason>,
+    #[serde(rename = "Task Info")]
+    pub info: TaskInfo,
     #[serde(rename = "Task Executor Metrics", default)]
     pub executor_metrics: Option<PeakMetrics>,
     #[serde(rename = "Task Metrics", default)]
     pub metrics: Option<TaskMetricsIn>,
 }
 
-impl TaskStartEvent<'_> {
-    pub fn into_owned(self) -> TaskStartEvent<'static> {
-        TaskStartEvent {
-            stage_id: self.stage_id,
-            stage_attempt: self.stage_attempt,
-            info: self.info.into_owned(),
-        }
-    }
-}
-
-impl TaskEndEvent<'_> {
-    pub fn into_owned(self) -> TaskEndEvent<'static> {
-        TaskEndEvent {
-            stage_id: self.stage_id,
-            stage_attempt: self.stage_attempt,
-            reason: self.reason.map(Reason::into_owned),
-            info: self.info.into_owned(),
-            executor_metrics: self.executor_metrics,
-            metrics: self.metrics,
-        }
-    }
-}
-
 /// `Task End Reason`.
 #[derive(Debug, Default, Deserialize)]
-pub struct Reason<'a> {
-    #[serde(rename = "Reason", borrow, default)]
-    pub reason: Cow<'a, str>,
+pub struct Reason {
+    #[serde(rename = "Reason", default)]
+    pub reason: CompactString,
     #[serde(rename = "Kill Reason", default)]
     pub kill_reason: Option<String>,
     #[serde(rename = "Full Stack Trace", default)]
@@ -166,28 +124,7 @@ pub struct Reason<'a> {
     pub message: Option<String>,
 }
 
-impl Reason<'_> {
-    pub fn into_owned(self) -> Reason<'static> {
-        Reason {
-            reason: Cow::Owned(self.reason.into_owned()),
-            kill_reason: self.kill_reason,
-            full_stack_trace: self.full_stack_trace,
-            class_name: self.class_name,
-            description: self.description,
-            job_id: self.job_id,
-            partition_id: self.partition_id,
-            attempt_number: self.attempt_number,
-            executor_id: self.executor_id,
-            exit_caused_by_app: self.exit_caused_by_app,
-            loss_reason: self.loss_reason,
-            shuffle_id: self.shuffle_id,
-            map_id: self.map_id,
-            map_index: self.map_index,
-            reduce_id: self.reduce_id,
-            message: self.message,
-        }
-    }
-
+impl Reason {
     /// What Spark's `TaskEndReason.toErrorString` says (the task's `errorMessage`); `None`
     /// for a success.
     pub fn error_message(&self) -> Option<String> {
@@ -481,10 +418,11 @@ pub struct TaskRec {
     /// When the driver started fetching the result; 0 when it did not.
     pub result_fetch_start: i64,
     pub duration: i64,
-    pub executor_id: String,
-    pub host: String,
+    // short (executor ids, host names, locality levels): kept inline, no allocation per task
+    pub executor_id: CompactString,
+    pub host: CompactString,
     pub status: TaskState,
-    pub locality: String,
+    pub locality: CompactString,
     pub speculative: bool,
     pub error: Option<String>,
     pub metrics: Option<Metrics>,
@@ -693,7 +631,12 @@ impl TaskStore {
         for slot in h.iter_mut() {
             *slot = c.get()?;
         }
-        let name = |i: i64| self.names.get(i as usize).cloned().unwrap_or_default();
+        let name = |i: i64| {
+            self.names
+                .get(i as usize)
+                .map(|n| CompactString::from(n.as_str()))
+                .unwrap_or_default()
+        };
         let elen = c.get()?;
         let error = if elen < 0 {
             None
@@ -840,7 +783,7 @@ impl App {
                 }
             }
         }
-        if let Some(e) = self.executors.get_mut(info.executor_id.as_ref()) {
+        if let Some(e) = self.executors.get_mut(info.executor_id.as_str()) {
             if e.is_active {
                 e.active_tasks += 1;
                 e.total_tasks += 1;
@@ -854,10 +797,10 @@ impl App {
             launch_time: launch,
             result_fetch_start: info.getting_result_time,
             duration: 0,
-            executor_id: info.executor_id.to_string(),
-            host: info.host.to_string(),
+            executor_id: info.executor_id.clone(),
+            host: info.host.clone(),
             status: TaskState::of(info),
-            locality: info.locality.to_string(),
+            locality: info.locality.clone(),
             speculative: info.speculative,
             error: None,
             metrics: None,
@@ -930,13 +873,14 @@ impl App {
             {
                 st.live = false;
             }
-            let es = self
-                .tasks
-                .exec_summaries
-                .entry((sid, att))
-                .or_default()
-                .entry(info.executor_id.to_string())
-                .or_default();
+            let per_exec = self.tasks.exec_summaries.entry((sid, att)).or_default();
+            // look up before inserting: no allocation for an executor already seen
+            if !per_exec.contains_key(info.executor_id.as_str()) {
+                per_exec.insert(info.executor_id.to_string(), ExecStageSummary::default());
+            }
+            let Some(es) = per_exec.get_mut(info.executor_id.as_str()) else {
+                return;
+            };
             es.task_time += duration;
             es.succeeded += done;
             es.failed += failed;
@@ -964,7 +908,7 @@ impl App {
                 }
             }
         }
-        if let Some(e) = self.executors.get_mut(info.executor_id.as_ref()) {
+        if let Some(e) = self.executors.get_mut(info.executor_id.as_str()) {
             if e.is_active {
                 e.active_tasks -= 1;
                 e.completed_tasks += done;
@@ -1033,11 +977,7 @@ impl App {
     }
 
     /// One log line whose task event, if any, is already parsed (see [`App::apply_line`]).
-    pub(super) fn apply_parsed(
-        &mut self,
-        parsed: super::pipeline::Parsed<'_>,
-        line: &[u8],
-    ) -> bool {
+    pub(super) fn apply_parsed(&mut self, parsed: super::pipeline::Parsed, line: &[u8]) -> bool {
         use super::pipeline::Parsed;
         match parsed {
             Parsed::TaskEnd(t) if !self.sql.wants_stage(t.stage_id) => {
