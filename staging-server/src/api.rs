@@ -176,6 +176,7 @@ async fn upload(
         )
     })?;
     let spool = Spool(spool_dir);
+    let started = std::time::Instant::now();
     let mut owner: Option<Owner> = None;
     let mut received: Option<Received> = None;
     loop {
@@ -261,7 +262,9 @@ async fn upload(
         bundle_sha256: received.sha256,
         files: received.files,
     };
+    let received_in = started.elapsed();
     let meta = app.bundles.publish(meta, &spool.0).await?;
+    let published_in = started.elapsed() - received_in;
     // The per-file objects are extracted after the answer, off the upload's critical path;
     // a request that comes first waits for (or starts) this same extraction.
     if !meta.files.is_empty() {
@@ -269,7 +272,7 @@ async fn upload(
     }
     app.metrics.upload_result("ok");
     app.metrics.bundle_added(meta.stored_bytes());
-    tracing::info!(bundle = %id, size = meta.bundle_size, files = meta.files.len(), namespace = %meta.owner.owner_namespace, "bundle stored");
+    tracing::info!(bundle = %id, size = meta.bundle_size, files = meta.files.len(), namespace = %meta.owner.owner_namespace, ?received_in, ?published_in, "bundle stored");
     drop(spool);
     Ok((
         StatusCode::OK,
@@ -467,20 +470,38 @@ fn archive(
     let mut hasher = sha2::Sha256::new();
     let mut size = 0u64;
     let mut flushed = 0u64;
-    while let Some(chunk) = rx.blocking_recv() {
-        out.write_all(&chunk)?;
-        size += chunk.len() as u64;
-        // the checker works on this chunk while it is hashed here
-        let hashed = chunk.clone();
-        if etx.blocking_send(chunk).is_err() {
-            break;
+    // sync_file_range may block while the device queue is full: a thread of its own issues
+    // it, so writing and hashing go on meanwhile.
+    let (wtx, wrx) = std::sync::mpsc::channel::<(u64, u64)>();
+    let flusher = match writeback {
+        true => Some(out.try_clone()?),
+        false => None,
+    };
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        if let Some(f) = &flusher {
+            scope.spawn(move || {
+                for (offset, len) in wrx {
+                    start_writeback(f, offset, len);
+                }
+            });
         }
-        hasher.update(&hashed);
-        if writeback && size - flushed >= WRITEBACK_STEP {
-            start_writeback(&out, flushed, size - flushed);
-            flushed = size;
+        while let Some(chunk) = rx.blocking_recv() {
+            out.write_all(&chunk)?;
+            size += chunk.len() as u64;
+            // the checker works on this chunk while it is hashed here
+            let hashed = chunk.clone();
+            if etx.blocking_send(chunk).is_err() {
+                break;
+            }
+            hasher.update(&hashed);
+            if writeback && size - flushed >= WRITEBACK_STEP {
+                let _ = wtx.send((flushed, size - flushed));
+                flushed = size;
+            }
         }
-    }
+        drop(wtx);
+        Ok(())
+    })?;
     out.flush()?;
     tracing::trace!(path = %path.display(), size, "archive spooled");
     Ok((size, hex::encode(hasher.finalize())))

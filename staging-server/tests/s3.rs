@@ -46,12 +46,24 @@ fn bundles_on_garage_survive_restarts_and_are_cleaned_up() {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let id = v["resourceId"].as_str().unwrap().to_string();
     let secret = v["resourceSecret"].as_str().unwrap().to_string();
-    let stored = keys(&garage, &rt, &format!("staging/bundles/{id}/"));
-    assert_eq!(
-        stored.len(),
-        4,
-        "expected bundle, two files and meta.json: {stored:?}"
-    );
+    let prefix = format!("staging/bundles/{id}/");
+    let stored = keys(&garage, &rt, &prefix);
+    for k in ["bundle.tar.gz", "meta.json"] {
+        assert!(
+            stored.contains(&format!("{prefix}{k}")),
+            "{k} not stored at the answer: {stored:?}"
+        );
+    }
+    // the files are materialised in the background, from the archive in S3
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while keys(&garage, &rt, &prefix).len() != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "expected bundle, two files and meta.json: {:?}",
+            keys(&garage, &rt, &prefix)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         !dir.path().join("a/staging").exists(),
         "bundle went to local disk, not S3"
@@ -113,9 +125,25 @@ fn bundles_on_garage_survive_restarts_and_are_cleaned_up() {
     };
     check(srv.port);
 
-    // A new server over an empty local directory: only S3 holds the bundle. It also expires
-    // used bundles quickly, to see cleanup delete the objects.
+    // A new server over an empty local directory: only S3 holds the bundle, and its file
+    // objects are gone (as if the first server had died before materialising them), so they
+    // are extracted again from the archive in S3 on demand. It also expires used bundles
+    // quickly, to see cleanup delete the objects.
     drop(srv);
+    let file_keys = keys(&garage, &rt, &format!("{prefix}files/"));
+    rt.block_on(async {
+        for k in file_keys {
+            garage
+                .client()
+                .delete_object()
+                .bucket(&garage.bucket)
+                .key(&k)
+                .send()
+                .await
+                .expect("delete a file object");
+        }
+    });
+    assert_eq!(keys(&garage, &rt, &prefix).len(), 2);
     srv = start_with(
         &dir.path().join("b"),
         &[
@@ -130,6 +158,8 @@ fn bundles_on_garage_survive_restarts_and_are_cleaned_up() {
         true,
     );
     check(srv.port);
+    assert!(keys(&garage, &rt, &format!("{prefix}files/"))
+        .contains(&format!("{prefix}files/jars/app.jar")));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !keys(&garage, &rt, &format!("staging/bundles/{id}/")).is_empty() {
         assert!(
