@@ -444,3 +444,24 @@ async fn per_app(
         _ => not_found(format!("unknown resource: {rest}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unknown_app;
+
+    /// The texts Spark 4.3's History Server answered for these paths (checked by hand
+    /// against it; the parity test compares the listed paths only).
+    #[test]
+    fn unknown_app_texts_are_sparks() {
+        for (tail, want) in [
+            (&[][..], "unknown app: nope"),
+            (&["logs"][..], "no such app: nope/1"),
+            (&["1", "logs"][..], "no such app: nope/1"),
+            (&["2", "jobs"][..], "no such app: nope/2"),
+            (&["jobs"][..], "no such app: nope"),
+            (&["1"][..], "unknown app nope, attempt 1"),
+        ] {
+            assert_eq!(unknown_app("nope", tail), want, "{tail:?}");
+        }
+    }
+}
