@@ -268,7 +268,7 @@ async fn upload(
     // The per-file objects are extracted after the answer, off the upload's critical path;
     // a request that comes first waits for (or starts) this same extraction.
     if !meta.files.is_empty() {
-        drop(app.bundles.materialise(meta.clone()));
+        drop(app.bundles.materialise(meta.clone(), true));
     }
     app.metrics.upload_result("ok");
     app.metrics.bundle_added(meta.stored_bytes());

@@ -285,7 +285,7 @@ impl Bundles {
             file: file.name.clone(),
             message,
         };
-        let mut rx = self.materialise(meta.clone());
+        let mut rx = self.materialise(meta.clone(), false);
         let progress = rx
             .wait_for(|p| p.done > index || p.outcome.is_some())
             .await
@@ -302,8 +302,10 @@ impl Bundles {
 
     /// Starts extracting the missing file objects of a bundle from its archive, unless that
     /// is already running; either way returns the running extraction's progress. The
-    /// extraction runs on its own task, so it finishes even if nobody waits for it.
-    pub fn materialise(&self, meta: BundleMeta) -> watch::Receiver<Progress> {
+    /// extraction runs on its own thread, so it finishes even if nobody waits for it; with
+    /// `background` (nobody waits yet: right after an upload) that thread runs at a lower
+    /// priority, so the requests being served meanwhile keep the CPU.
+    pub fn materialise(&self, meta: BundleMeta, background: bool) -> watch::Receiver<Progress> {
         let id = meta.resource_id.clone();
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rx) = inflight.get(&id) {
@@ -316,7 +318,7 @@ impl Bundles {
         let this = self.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let outcome = this.extract_files(&meta, &tx).await;
+            let outcome = this.extract_files(&meta, &tx, background).await;
             match &outcome {
                 Ok(()) => {
                     tracing::info!(bundle = %id, files = meta.files.len(), elapsed = ?started.elapsed(), "bundle files materialised")
@@ -350,6 +352,7 @@ impl Bundles {
         &self,
         meta: &BundleMeta,
         tx: &watch::Sender<Progress>,
+        background: bool,
     ) -> Result<(), Error> {
         let id = meta.resource_id.clone();
         let present: HashSet<String> = self
@@ -383,14 +386,33 @@ impl Bundles {
             }),
         };
         let (objects, meta, tx) = (self.objects.clone(), meta.clone(), tx.clone());
-        tokio::task::spawn_blocking(move || {
-            extract_blocking(&objects, &meta, &present, archive, &handle, &tx)
-        })
-        .await
-        .map_err(|e| Error::Extract {
-            id,
-            message: format!("extraction task failed: {e}"),
-        })?
+        let local_root = self.local_root.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let failed = |message: String| Error::Extract {
+            id: id.clone(),
+            message,
+        };
+        std::thread::Builder::new()
+            .name("materialise".into())
+            .spawn(move || {
+                if background {
+                    lower_priority();
+                }
+                let r = extract_blocking(
+                    &objects,
+                    local_root.as_deref(),
+                    &meta,
+                    &present,
+                    archive,
+                    &handle,
+                    &tx,
+                );
+                let _ = done_tx.send(r);
+            })
+            .map_err(|e| failed(format!("cannot start the extraction thread: {e}")))?;
+        done_rx
+            .await
+            .map_err(|_| failed("the extraction thread died".into()))?
     }
 
     /// Deletes a bundle: `meta.json` first, so it disappears at once, then the rest.
@@ -428,18 +450,22 @@ impl std::io::Read for BlockingReader {
 }
 
 /// The blocking half of a materialisation: walks the archive with the upload's rules, checks
-/// each entry against the manifest (same name, size and order), and streams each missing
-/// file into the store while hashing it. A file whose bytes do not hash to the recorded
-/// sha256 makes its put fail before the object appears, so wrong bytes are never served.
+/// each entry against the manifest (same name, size and order), and stores each missing file
+/// while hashing it. A file whose bytes do not hash to the recorded sha256 never appears in
+/// the store, so wrong bytes are never served.
+///
+/// On a local store (`local_root`) each file is written straight into place (temp file,
+/// sha256 attribute, fsync, rename), read and hashed once; elsewhere it is streamed through
+/// the object store's put.
 fn extract_blocking(
     objects: &Arc<dyn ObjectStore>,
+    local_root: Option<&Path>,
     meta: &BundleMeta,
     present: &HashSet<String>,
     archive: Box<dyn std::io::Read + Send>,
     handle: &tokio::runtime::Handle,
     tx: &watch::Sender<Progress>,
 ) -> Result<(), Error> {
-    use sha2::Digest;
     let id = &meta.resource_id;
     let limits = bundle::Limits {
         max_entries: u64::MAX,
@@ -465,74 +491,14 @@ fn extract_blocking(
         }
         index += 1;
         let key = file_key(id, name);
-        if present.contains(&key) {
-            tx.send_modify(|p| p.done = index);
-            return Ok(Some((expected.size, expected.sha256.clone())));
-        }
-        let (ctx, mut crx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-        let body = tokio_util::io::StreamReader::new(futures::stream::poll_fn(move |cx| {
-            crx.poll_recv(cx)
-        }));
-        let put = {
-            let (objects, key) = (objects.clone(), key.clone());
-            handle.spawn(async move { objects.put(&key, Box::pin(body)).await })
-        };
-        let mut hasher = sha2::Sha256::new();
-        let mut n = 0u64;
-        let mut failure = None;
-        loop {
-            let got = match entry.read(&mut buf) {
-                Ok(0) => break,
-                Ok(got) => got,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    failure = Some(corrupt(e.to_string()));
-                    break;
-                }
-            };
-            hasher.update(&buf[..got]);
-            n += got as u64;
-            if ctx
-                .blocking_send(Ok(Bytes::copy_from_slice(&buf[..got])))
-                .is_err()
-            {
-                break; // the put failed; its error is the answer
+        if !present.contains(&key) {
+            match local_root {
+                Some(root) => store_local(root, &key, entry, &mut buf, expected)?,
+                None => store_remote(objects, handle, &key, entry, &mut buf, expected)?,
             }
         }
-        let sha256 = hex::encode(hasher.finalize());
-        if failure.is_none() && (n != expected.size || sha256 != expected.sha256) {
-            failure = Some(corrupt(format!(
-                "{n} bytes with sha256 {sha256}, but it had {} bytes with sha256 {} at upload",
-                expected.size, expected.sha256
-            )));
-        }
-        if let Some(f) = failure {
-            // fails the put, so the object never appears
-            let _ = ctx.blocking_send(Err(std::io::Error::other(f.to_string())));
-            drop(ctx);
-            let _ = handle.block_on(put);
-            return Err(f);
-        }
-        drop(ctx);
-        let stored = handle
-            .block_on(put)
-            .map_err(|e| std::io::Error::other(format!("store task failed: {e}")))
-            .and_then(|r| r.map_err(std::io::Error::other))
-            .map_err(|source| BundleError::Write {
-                path: PathBuf::from(objects.object_url(&key)),
-                source,
-            })?;
-        if !stored.sha256.is_empty() && stored.sha256 != sha256 {
-            return Err(BundleError::Write {
-                path: PathBuf::from(objects.object_url(&key)),
-                source: std::io::Error::other(format!(
-                    "stored with sha256 {}, but {sha256} was sent",
-                    stored.sha256
-                )),
-            });
-        }
         tx.send_modify(|p| p.done = index);
-        Ok(Some((n, sha256)))
+        Ok(Some((expected.size, expected.sha256.clone())))
     });
     let fail = |message: String| Error::Extract {
         id: id.clone(),
@@ -547,6 +513,171 @@ fn extract_blocking(
         )));
     }
     Ok(())
+}
+
+/// Why the bytes read for `expected` are not the ones recorded at upload, if they are not.
+fn mismatch(expected: &FileEntry, n: u64, sha256: &str) -> Option<BundleError> {
+    (n != expected.size || sha256 != expected.sha256).then(|| BundleError::BadEntry {
+        name: expected.name.clone(),
+        reason: format!(
+            "{n} bytes with sha256 {sha256}, but it had {} bytes with sha256 {} at upload",
+            expected.size, expected.sha256
+        ),
+    })
+}
+
+/// A temp file removed when dropped, unless `path` was taken (after the rename).
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Writes one file object of a local store the way common's `FileStore` does (temp file in
+/// its `.sidecars/tmp`, sha256 attribute, fsync, rename, fsync of the directory), but from
+/// this thread and with the one hash taken while extracting.
+fn store_local(
+    root: &Path,
+    key: &str,
+    entry: &mut dyn std::io::Read,
+    buf: &mut [u8],
+    expected: &FileEntry,
+) -> Result<(), BundleError> {
+    use std::io::Write;
+    objstore::validate_key(key).map_err(|e| BundleError::BadEntry {
+        name: expected.name.clone(),
+        reason: e.to_string(),
+    })?;
+    let dest = root.join(key);
+    let tmp_dir = root.join(".sidecars").join("tmp");
+    let tmp = tmp_dir.join(format!("materialise-{}", uuid::Uuid::new_v4()));
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BundleError::Write { path, source }
+    };
+    std::fs::create_dir_all(&tmp_dir).map_err(write_err(&tmp_dir))?;
+    let mut guard = TempFile(Some(tmp.clone()));
+    let mut file = std::fs::File::create(&tmp).map_err(write_err(&tmp))?;
+    let (n, sha256) =
+        bundle::hash_copy(entry, buf, &mut |b| file.write_all(b)).map_err(|e| match e {
+            bundle::WriteError::Read(e) => BundleError::BadEntry {
+                name: expected.name.clone(),
+                reason: e.to_string(),
+            },
+            bundle::WriteError::Write(source) => BundleError::Write {
+                path: tmp.clone(),
+                source,
+            },
+        })?;
+    if let Some(e) = mismatch(expected, n, &sha256) {
+        return Err(e);
+    }
+    {
+        use xattr::FileExt;
+        // Without xattr support the store falls back to hashing on first read.
+        let _ = file.set_xattr(SHA_XATTR, sha256.as_bytes());
+    }
+    file.sync_all().map_err(write_err(&tmp))?;
+    drop(file);
+    let parent = dest.parent().unwrap_or(root);
+    std::fs::create_dir_all(parent).map_err(write_err(parent))?;
+    std::fs::rename(&tmp, &dest).map_err(write_err(&dest))?;
+    guard.0 = None;
+    std::fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(write_err(parent))?;
+    Ok(())
+}
+
+/// Streams one file object into the store through its put (S3), hashing it on the way; a
+/// mismatch fails the put before the object appears.
+fn store_remote(
+    objects: &Arc<dyn ObjectStore>,
+    handle: &tokio::runtime::Handle,
+    key: &str,
+    entry: &mut dyn std::io::Read,
+    buf: &mut [u8],
+    expected: &FileEntry,
+) -> Result<(), BundleError> {
+    use sha2::Digest;
+    let (ctx, mut crx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let body =
+        tokio_util::io::StreamReader::new(futures::stream::poll_fn(move |cx| crx.poll_recv(cx)));
+    let put = {
+        let (objects, key) = (objects.clone(), key.to_string());
+        handle.spawn(async move { objects.put(&key, Box::pin(body)).await })
+    };
+    let mut hasher = sha2::Sha256::new();
+    let mut n = 0u64;
+    let mut failure = None;
+    loop {
+        let got = match entry.read(buf) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                failure = Some(BundleError::BadEntry {
+                    name: expected.name.clone(),
+                    reason: e.to_string(),
+                });
+                break;
+            }
+        };
+        hasher.update(&buf[..got]);
+        n += got as u64;
+        if ctx
+            .blocking_send(Ok(Bytes::copy_from_slice(&buf[..got])))
+            .is_err()
+        {
+            break; // the put failed; its error is the answer
+        }
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    if failure.is_none() {
+        failure = mismatch(expected, n, &sha256);
+    }
+    if let Some(f) = failure {
+        // fails the put, so the object never appears
+        let _ = ctx.blocking_send(Err(std::io::Error::other(f.to_string())));
+        drop(ctx);
+        let _ = handle.block_on(put);
+        return Err(f);
+    }
+    drop(ctx);
+    let url = PathBuf::from(objects.object_url(key));
+    let stored = handle
+        .block_on(put)
+        .map_err(|e| std::io::Error::other(format!("store task failed: {e}")))
+        .and_then(|r| r.map_err(std::io::Error::other))
+        .map_err(|source| BundleError::Write {
+            path: url.clone(),
+            source,
+        })?;
+    if !stored.sha256.is_empty() && stored.sha256 != sha256 {
+        return Err(BundleError::Write {
+            path: url,
+            source: std::io::Error::other(format!(
+                "stored with sha256 {}, but {sha256} was sent",
+                stored.sha256
+            )),
+        });
+    }
+    Ok(())
+}
+
+/// Lowers the priority of the calling thread (a background extraction's own thread), so
+/// uploads and downloads win the CPU over it. Best effort.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's id; no memory is passed.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
 }
 
 /// Moves a spooled upload into the local store rooted at `root` by renaming its directory to
