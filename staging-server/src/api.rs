@@ -793,7 +793,7 @@ async fn serve_object(
 /// read until hyper has written it to the socket (it is returned when the `Bytes` is
 /// dropped), so however many connections download at once, and however slowly their clients
 /// read, the buffers they hold add up to at most this much.
-const DOWNLOAD_BUDGET_KIB: u32 = 24 << 10;
+const DOWNLOAD_BUDGET_KIB: u32 = 16 << 10;
 
 /// Chunk sizes of local downloads: big while the budget is mostly free (one fast client gets
 /// few, large reads), small once it is contended (many clients share it finely).
@@ -803,6 +803,12 @@ const SMALL_CHUNK: usize = 64 << 10;
 /// How long a chunk waits for its share before it is read anyway: clients that stop reading
 /// can hold the budget, and they must not stall everyone else forever.
 const BUDGET_WAIT: Duration = Duration::from_secs(5);
+
+/// Most chunk reads running at once on the blocking pool. Reads from the page cache take
+/// microseconds, so a few suffice for two cores; without this bound a couple of hundred
+/// downloads would start a couple of hundred threads, each with its stack and allocator
+/// caches (most of the peak RSS once the buffers themselves were bounded).
+static READ_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 static DOWNLOAD_BUDGET: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
     std::sync::LazyLock::new(|| {
@@ -830,6 +836,7 @@ async fn local_body(
 ) -> Result<Body, ApiError> {
     let shown = path.display().to_string();
     let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let slot = READ_SLOTS.acquire().await;
     let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
         use std::io::{Seek, SeekFrom};
         let mut file = std::fs::File::open(&path)?;
@@ -845,6 +852,7 @@ async fn local_body(
     .await
     .map_err(|e| internal(format!("cannot open {shown}: {e}")))?
     .map_err(|e| internal(format!("cannot read {shown}: {e}")))?;
+    drop(slot);
     let state = (Some(file), range.end - range.start);
     let stream = futures::stream::unfold(state, move |(file, left)| {
         let shown = shown.clone();
@@ -866,6 +874,7 @@ async fn local_body(
                     Ok(Ok(p)) => Some(p),
                     _ => None,
                 };
+            let slot = READ_SLOTS.acquire().await;
             let read = tokio::task::spawn_blocking(move || {
                 use std::io::Read;
                 let mut data = Vec::with_capacity(want);
@@ -873,6 +882,7 @@ async fn local_body(
                 (file, r.map(|_| data))
             })
             .await;
+            drop(slot);
             match read {
                 Ok((file, Ok(data))) if !data.is_empty() => {
                     let n = data.len() as u64;
