@@ -795,10 +795,9 @@ async fn serve_object(
 /// read, the buffers they hold add up to at most this much.
 const DOWNLOAD_BUDGET_KIB: u32 = 16 << 10;
 
-/// Chunk sizes of local downloads: big while the budget is mostly free (one fast client gets
-/// few, large reads), small once it is contended (many clients share it finely).
-const BIG_CHUNK: usize = 256 << 10;
-const SMALL_CHUNK: usize = 64 << 10;
+/// The chunk size of local downloads (every chunk buffer has this capacity, and takes this
+/// much of the budget).
+const CHUNK: usize = 256 << 10;
 
 /// How long a chunk waits for its share before it is read anyway: clients that stop reading
 /// can hold the budget, and they must not stall everyone else forever.
@@ -824,6 +823,34 @@ struct Chunk {
 impl AsRef<[u8]> for Chunk {
     fn as_ref(&self) -> &[u8] {
         &self.data
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.data));
+    }
+}
+
+/// Chunk buffers kept for reuse, at most the budget's worth: downloads then recycle the same
+/// few megabytes instead of spreading fresh allocations over the heap (whose freed pieces the
+/// allocator keeps, raising the peak RSS), and skip the page faults of new memory.
+static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+fn take_buffer() -> Vec<u8> {
+    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut buf = spare.unwrap_or_else(|| Vec::with_capacity(CHUNK));
+    buf.clear();
+    buf
+}
+
+fn give_back(buf: Vec<u8>) {
+    if buf.capacity() != CHUNK {
+        return;
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    if spare.len() * CHUNK < (DOWNLOAD_BUDGET_KIB as usize) << 10 {
+        spare.push(buf);
     }
 }
 
@@ -862,13 +889,8 @@ async fn local_body(
                 return None;
             }
             let budget = DOWNLOAD_BUDGET.clone();
-            let chunk = if budget.available_permits() > DOWNLOAD_BUDGET_KIB as usize / 2 {
-                BIG_CHUNK
-            } else {
-                SMALL_CHUNK
-            };
-            let want = left.min(chunk as u64) as usize;
-            let kib = want.div_ceil(1024) as u32;
+            let want = left.min(CHUNK as u64) as usize;
+            let kib = (CHUNK / 1024) as u32;
             let share =
                 match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many_owned(kib)).await {
                     Ok(Ok(p)) => Some(p),
@@ -877,7 +899,7 @@ async fn local_body(
             let slot = READ_SLOTS.acquire().await;
             let read = tokio::task::spawn_blocking(move || {
                 use std::io::Read;
-                let mut data = Vec::with_capacity(want);
+                let mut data = take_buffer();
                 let r = (&file).take(want as u64).read_to_end(&mut data);
                 (file, r.map(|_| data))
             })
