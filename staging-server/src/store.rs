@@ -275,8 +275,14 @@ impl Bundles {
         let Some(file) = meta.files.get(index) else {
             return Err(Error::NotFound(format!("{id} file #{index}")));
         };
-        match self.objects.head(&file_key(id, &file.name)).await {
-            Ok(_) => return Ok(()),
+        let key = file_key(id, &file.name);
+        match self.objects.head(&key).await {
+            Ok(o) if o.size == file.size => return Ok(()),
+            // cut short (a crash after an unflushed materialisation): extracted again
+            Ok(o) => {
+                tracing::warn!(bundle = %id, file = %file.name, size = o.size, expected = file.size, "file object has the wrong size; extracting it again");
+                self.objects.delete(&key).await?;
+            }
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
@@ -386,7 +392,7 @@ impl Bundles {
             }),
         };
         let (objects, meta, tx) = (self.objects.clone(), meta.clone(), tx.clone());
-        let local_root = self.local_root.clone();
+        let local_root = self.local_root.clone().map(|r| (r, self.fsync));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let failed = |message: String| Error::Extract {
             id: id.clone(),
@@ -400,7 +406,7 @@ impl Bundles {
                 }
                 let r = extract_blocking(
                     &objects,
-                    local_root.as_deref(),
+                    local_root.as_ref().map(|(r, f)| (r.as_path(), *f)),
                     &meta,
                     &present,
                     archive,
@@ -454,12 +460,12 @@ impl std::io::Read for BlockingReader {
 /// while hashing it. A file whose bytes do not hash to the recorded sha256 never appears in
 /// the store, so wrong bytes are never served.
 ///
-/// On a local store (`local_root`) each file is written straight into place (temp file,
-/// sha256 attribute, fsync, rename), read and hashed once; elsewhere it is streamed through
-/// the object store's put.
+/// On a local store (`local_root`: its root, and whether to fsync, as for uploads) each file is
+/// written straight into place (temp file, sha256 attribute, fsync, rename), read and hashed
+/// once; elsewhere it is streamed through the object store's put.
 fn extract_blocking(
     objects: &Arc<dyn ObjectStore>,
-    local_root: Option<&Path>,
+    local_root: Option<(&Path, bool)>,
     meta: &BundleMeta,
     present: &HashSet<String>,
     archive: Box<dyn std::io::Read + Send>,
@@ -493,7 +499,7 @@ fn extract_blocking(
         let key = file_key(id, name);
         if !present.contains(&key) {
             match local_root {
-                Some(root) => store_local(root, &key, entry, &mut buf, expected)?,
+                Some((root, fsync)) => store_local(root, fsync, &key, entry, &mut buf, expected)?,
                 None => store_remote(objects, handle, &key, entry, &mut buf, expected)?,
             }
         }
@@ -542,6 +548,7 @@ impl Drop for TempFile {
 /// this thread and with the one hash taken while extracting.
 fn store_local(
     root: &Path,
+    fsync: bool,
     key: &str,
     entry: &mut dyn std::io::Read,
     buf: &mut [u8],
@@ -581,15 +588,19 @@ fn store_local(
         // Without xattr support the store falls back to hashing on first read.
         let _ = file.set_xattr(SHA_XATTR, sha256.as_bytes());
     }
-    file.sync_all().map_err(write_err(&tmp))?;
+    if fsync {
+        file.sync_all().map_err(write_err(&tmp))?;
+    }
     drop(file);
     let parent = dest.parent().unwrap_or(root);
     std::fs::create_dir_all(parent).map_err(write_err(parent))?;
     std::fs::rename(&tmp, &dest).map_err(write_err(&dest))?;
     guard.0 = None;
-    std::fs::File::open(parent)
-        .and_then(|d| d.sync_all())
-        .map_err(write_err(parent))?;
+    if fsync {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(write_err(parent))?;
+    }
     Ok(())
 }
 

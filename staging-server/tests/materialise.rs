@@ -102,6 +102,12 @@ fn file_is_served_after_a_restart_that_came_before_its_materialisation() {
     assert_eq!(r.header("x-sha256"), Some(sha256_hex(&jar).as_str()));
     assert!(bdir.join("files/jars/app.jar").exists());
     assert_eq!(materialisations(srv.port), 1);
+    // An object cut short (as an unflushed one can be after a crash) is extracted again.
+    std::fs::write(bdir.join("files/conf.txt"), b"k").unwrap();
+    let r = request(srv.port, "GET", path_of(&paths, "conf.txt"), &[], &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, b"k=v\n");
+    assert_eq!(materialisations(srv.port), 2);
 }
 
 #[test]
