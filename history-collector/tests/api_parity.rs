@@ -18,12 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use history_collector::api::{self, Catalog};
+use parity_logs::{env, logs_dir};
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run through scripts/test.sh or eval \"$(bash scripts/install-test-tools.sh --print-env)\"")
-    })
-}
+mod parity_logs;
 
 struct KillOnDrop(Child);
 impl Drop for KillOnDrop {
@@ -38,40 +35,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port")
-}
-
-fn generate(python: &str, out: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_gen_eventlogs.py");
-    let status = Command::new(python)
-        .arg(&script)
-        .arg(out)
-        .env("SPARK_LOCAL_IP", "127.0.0.1")
-        .env("PYSPARK_PYTHON", python)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("cannot start python");
-    assert!(status.success(), "{} {} failed", python, script.display());
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-            let mtime = std::fs::metadata(e.path()).unwrap().modified().unwrap();
-            std::fs::File::options()
-                .write(true)
-                .open(&dst)
-                .unwrap()
-                .set_modified(mtime)
-                .unwrap();
-        }
-    }
 }
 
 /// A JSON value that keeps object key order, so order differences are differences.
@@ -289,30 +252,6 @@ async fn fetch_zip(
     }
     entries.sort();
     (status, disposition, entries)
-}
-
-fn logs_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("api-parity-eventlogs");
-    let all = root.join("all");
-    // the cached logs are reused only if they came from this very script and these Sparks
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_gen_eventlogs.py");
-    let stamp = format!(
-        "{}\n{}\n{}",
-        env("SPARK35_PYTHON"),
-        env("SPARK4_PYTHON"),
-        std::fs::read_to_string(&script).unwrap_or_default()
-    );
-    if std::fs::read_to_string(all.join(".complete")).is_ok_and(|s| s == stamp) {
-        return all;
-    }
-    let _ = std::fs::remove_dir_all(&root);
-    for (py, sub) in [("SPARK35_PYTHON", "s35"), ("SPARK4_PYTHON", "s4")] {
-        let d = root.join(sub);
-        generate(&env(py), &d);
-        copy_tree(&d, &all);
-    }
-    std::fs::write(all.join(".complete"), stamp).unwrap();
-    all
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,8 +24,9 @@
 //! its zip entry is compared with the source cut there.
 
 mod ingest_util;
+mod parity_logs;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -33,84 +34,12 @@ use std::time::{Duration, Instant, SystemTime};
 use history_collector::api::{self, Catalog};
 use history_collector::ingest::layout::LogStore;
 use ingest_util::*;
+use parity_logs::{copy_tree, logs_dir};
 use serde_json::Value;
 use sidecars_common::objstore::testing::Garage;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run through scripts/test.sh or eval \"$(bash scripts/install-test-tools.sh --print-env)\"")
-    })
-}
-
 fn garage() -> Garage {
     Garage::start().unwrap_or_else(|e| panic!("the store API tests need Garage: {e:#}"))
-}
-
-// ---- real Spark event logs: the parity test's cache (same place, same key), made here
-// with the parity generator when it is missing
-
-fn generate(python: &str, out: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_gen_eventlogs.py");
-    let status = Command::new(python)
-        .arg(&script)
-        .arg(out)
-        .env("SPARK_LOCAL_IP", "127.0.0.1")
-        .env("PYSPARK_PYTHON", python)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("cannot start python");
-    assert!(status.success(), "{} {} failed", python, script.display());
-}
-
-/// Copies a tree, keeping modification times (Spark reports them).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with(".complete") {
-            continue;
-        }
-        let dst = to.join(&name);
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-            let mtime = std::fs::metadata(e.path()).unwrap().modified().unwrap();
-            std::fs::File::options()
-                .write(true)
-                .open(&dst)
-                .unwrap()
-                .set_modified(mtime)
-                .unwrap();
-        }
-    }
-}
-
-fn spark_logs() -> PathBuf {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("api-parity-eventlogs");
-    let all = root.join("all");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_gen_eventlogs.py");
-    let stamp = format!(
-        "{}\n{}\n{}",
-        env("SPARK35_PYTHON"),
-        env("SPARK4_PYTHON"),
-        std::fs::read_to_string(&script).unwrap_or_default()
-    );
-    if std::fs::read_to_string(all.join(".complete")).is_ok_and(|s| s == stamp) {
-        return all;
-    }
-    let _ = std::fs::remove_dir_all(&root);
-    for (py, sub) in [("SPARK35_PYTHON", "s35"), ("SPARK4_PYTHON", "s4")] {
-        let d = root.join(sub);
-        generate(&env(py), &d);
-        copy_tree(&d, &all);
-    }
-    std::fs::write(all.join(".complete"), stamp).unwrap();
-    all
 }
 
 // ---- the two servers
@@ -131,20 +60,12 @@ async fn serve_dir(dir: &Path) -> String {
 
 /// The collector binary on `port`, quiet (warnings only), ready to answer.
 fn start_collector(port: u16, args: &[&str], env: &[(&str, String)]) -> Daemon {
-    let child = Command::new(bin())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--log-level", "warn"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start history-collector");
-    let d = Daemon { child, port };
-    wait_until(Duration::from_secs(30), "collector ready", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    d
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--log-level", "warn"])
+        .collect();
+    start_collector_env(port, &args, env)
 }
 
 fn start_agent(dir: &Path, port: u16) -> Daemon {
@@ -525,7 +446,7 @@ async fn wait_stored(ls: &LogStore, src: &Path, timeout: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_store_serves_logs_whose_files_are_gone() {
     let garage = garage();
-    let logs = tokio::task::spawn_blocking(spark_logs).await.unwrap();
+    let logs = tokio::task::spawn_blocking(logs_dir).await.unwrap();
     let client = reqwest::Client::new();
     let reference = serve_dir(&logs).await;
     let ref_apps: Vec<Value> = serde_json::from_value(
@@ -637,7 +558,7 @@ async fn s3_store_serves_logs_whose_files_are_gone() {
 
 /// Agent-shipped logs, then one growing in chunks, through the store at `storage`.
 async fn agent_shipped_and_growing(storage: &str, store_env: &[(&str, String)]) {
-    let logs = tokio::task::spawn_blocking(spark_logs).await.unwrap();
+    let logs = tokio::task::spawn_blocking(logs_dir).await.unwrap();
     let client = reqwest::Client::new();
     let reference = serve_dir(&logs).await;
     let ref_apps: Vec<Value> = serde_json::from_value(

@@ -579,15 +579,12 @@ pub fn check_component(name: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn reader(b: &'static [u8]) -> Reader {
-        Box::pin(std::io::Cursor::new(b))
-    }
-
-    #[tokio::test]
-    async fn append_merge_complete() {
+    /// A log store on a `file://` store in a fresh temporary directory (kept alive by the
+    /// returned guard).
+    pub(crate) async fn temp_store() -> (tempfile::TempDir, LogStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = sidecars_common::objstore::open(
             &format!("file://{}", dir.path().display()),
@@ -595,7 +592,16 @@ mod tests {
         )
         .await
         .unwrap();
-        let ls = LogStore::new(store);
+        (dir, LogStore::new(store))
+    }
+
+    fn reader(b: &'static [u8]) -> Reader {
+        Box::pin(std::io::Cursor::new(b))
+    }
+
+    #[tokio::test]
+    async fn append_merge_complete() {
+        let (_dir, ls) = temp_store().await;
         let key = eventlog_key("app-1", "app-1.inprogress");
         let mut expect = Vec::new();
         let mut off = 0;
@@ -636,14 +642,7 @@ mod tests {
 
     #[tokio::test]
     async fn list_all_eventlogs_composes_parts_in_two_listings() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sidecars_common::objstore::open(
-            &format!("file://{}", dir.path().display()),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-        let ls = LogStore::new(store);
+        let (_dir, ls) = temp_store().await;
         // a growing single file, as parts
         let key = eventlog_key("app-1", "app-1.inprogress");
         let mut off = 0;
@@ -703,14 +702,7 @@ mod tests {
 
     #[tokio::test]
     async fn read_tail_of_parts_and_complete() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sidecars_common::objstore::open(
-            &format!("file://{}", dir.path().display()),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-        let ls = LogStore::new(store);
+        let (_dir, ls) = temp_store().await;
         let key = podlog_key("app", "1", "c");
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let mut off = 0;

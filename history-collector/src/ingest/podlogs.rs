@@ -507,14 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn resume_point_of_short_and_missing_logs() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sidecars_common::objstore::open(
-            &format!("file://{}", dir.path().display()),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-        let ls = LogStore::new(store);
+        let (_dir, ls) = crate::ingest::layout::tests::temp_store().await;
         let key = podlog_key("spark-small", "driver", "c");
         assert_eq!(resume_point(&ls, &key).await.unwrap(), None);
         let t = Timestamp::new(1_780_000_000, 5).unwrap();

@@ -177,47 +177,37 @@ impl<'a> Replay<'a> {
     }
 
     fn dispatch(&mut self) {
-        if self.threads <= 1 {
+        if self.threads > 1 && self.workers.is_none() {
+            self.workers = Workers::start(self.threads);
+            if self.workers.is_none() {
+                self.threads = 1;
+            }
+        }
+        let Some(n) = self.workers.as_ref().map(|w| w.inputs.len() as u64) else {
+            // one core (or no thread to be had): apply here
             let batch = std::mem::take(&mut self.batch);
             self.apply_inline(&batch);
             self.batch = batch;
             self.batch.clear();
             return;
-        }
-        if self.workers.is_none() {
-            self.workers = Workers::start(self.threads);
-            if self.workers.is_none() {
-                self.threads = 1;
-                return self.dispatch();
-            }
-        }
-        let Some(workers) = self.workers.as_ref() else {
-            return;
         };
-        let n = workers.inputs.len() as u64;
         // keep at most IN_FLIGHT_PER_WORKER batches per worker outstanding
-        while self.sent - self.applied >= n * IN_FLIGHT_PER_WORKER {
-            if !self.receive_one() {
-                break;
-            }
-        }
-        let mut next = self.spare.pop().unwrap_or_default();
-        std::mem::swap(&mut next, &mut self.batch);
+        while self.sent - self.applied >= n * IN_FLIGHT_PER_WORKER && self.receive_one() {}
+        let next = std::mem::replace(&mut self.batch, self.spare.pop().unwrap_or_default());
         let target = (self.sent % n) as usize;
-        let sent = self
-            .workers
-            .as_ref()
-            .map(|w| w.inputs[target].send((self.sent, next)));
+        let sent = match &self.workers {
+            Some(w) => w.inputs[target].send((self.sent, next)),
+            None => return,
+        };
         match sent {
-            Some(Ok(())) => self.sent += 1,
-            // the worker is gone (it panicked): parse this batch here
-            Some(Err(e)) => {
+            Ok(()) => self.sent += 1,
+            // the worker is gone (it panicked): parse this batch, and the rest, here
+            Err(e) => {
                 let (_, batch) = e.0;
                 self.drain();
                 self.apply_inline(&batch);
                 self.threads = 1;
             }
-            None => {}
         }
     }
 
@@ -274,6 +264,11 @@ impl<'a> Replay<'a> {
                 break;
             }
         }
+        self.stop_workers();
+    }
+
+    /// Closes the workers' inputs and waits for them to end.
+    fn stop_workers(&mut self) {
         if let Some(w) = self.workers.take() {
             drop(w.inputs);
             for h in w.handles {
@@ -285,12 +280,11 @@ impl<'a> Replay<'a> {
     /// Applies the rest of the log; returns how many lines were not valid events.
     pub fn finish(mut self) -> u64 {
         if !self.batch.ends.is_empty() {
-            if self.workers.is_some() {
-                self.dispatch();
-            } else {
-                let batch = std::mem::take(&mut self.batch);
-                self.apply_inline(&batch);
+            if self.workers.is_none() {
+                // a last batch is not worth starting threads for
+                self.threads = 1;
             }
+            self.dispatch();
         }
         self.drain();
         self.invalid
@@ -299,12 +293,7 @@ impl<'a> Replay<'a> {
 
 impl Drop for Replay<'_> {
     fn drop(&mut self) {
-        if let Some(w) = self.workers.take() {
-            drop(w.inputs);
-            for h in w.handles {
-                let _ = h.join();
-            }
-        }
+        self.stop_workers();
     }
 }
 

@@ -58,19 +58,18 @@ pub fn start_collector_on(port: u16, args: &[&str]) -> Daemon {
 }
 
 /// Starts the collector with extra environment variables (e.g. a Garage server's).
+/// An explicit `--log-level` in `args` replaces the default.
 pub fn start_collector_env(port: u16, args: &[&str], env: &[(&str, String)]) -> Daemon {
-    let child = Command::new(bin())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--log-level",
-            // the benchmarks turn it down: debug output of every S3 request costs time
-            &std::env::var("INGEST_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into()),
-        ])
-        .args(args)
+    let mut cmd = Command::new(bin());
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(args);
+    if !args.contains(&"--log-level") {
+        // the benchmarks turn it down: debug output of every S3 request costs time
+        let level = std::env::var("INGEST_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into());
+        cmd.args(["--log-level", &level]);
+    }
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -1,0 +1,81 @@
+//! Real Spark event logs for the API tests: `tests/api_gen_eventlogs.py` run once with Spark
+//! 3.5 and once with Spark 4.x, cached under the target dir and reused only while the script
+//! and both Pythons are the same. Shared by `api_parity` and `api_store`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A test tool's location from the environment (`scripts/install-test-tools.sh` sets them).
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run through scripts/test.sh or eval \"$(bash scripts/install-test-tools.sh --print-env)\"")
+    })
+}
+
+fn generate(python: &str, out: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_gen_eventlogs.py");
+    let status = Command::new(python)
+        .arg(&script)
+        .arg(out)
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .env("PYSPARK_PYTHON", python)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("cannot start python");
+    assert!(status.success(), "{} {} failed", python, script.display());
+}
+
+/// Copies a tree, keeping modification times (Spark reports them); the cache's own
+/// `.complete` stamp is not a log and is left out.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with(".complete") {
+            continue;
+        }
+        let dst = to.join(&name);
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+            let mtime = std::fs::metadata(e.path()).unwrap().modified().unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&dst)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+        }
+    }
+}
+
+/// The directory holding every generated log (Spark 3.5's and 4.x's together), generating
+/// them first when the cache is missing or stale.
+pub fn logs_dir() -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("api-parity-eventlogs");
+    let all = root.join("all");
+    // the cached logs are reused only if they came from this very script and these Sparks
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_gen_eventlogs.py");
+    let stamp = format!(
+        "{}\n{}\n{}",
+        env("SPARK35_PYTHON"),
+        env("SPARK4_PYTHON"),
+        std::fs::read_to_string(&script).unwrap_or_default()
+    );
+    if std::fs::read_to_string(all.join(".complete")).is_ok_and(|s| s == stamp) {
+        return all;
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    for (py, sub) in [("SPARK35_PYTHON", "s35"), ("SPARK4_PYTHON", "s4")] {
+        let d = root.join(sub);
+        generate(&env(py), &d);
+        copy_tree(&d, &all);
+    }
+    std::fs::write(all.join(".complete"), stamp).unwrap();
+    all
+}
