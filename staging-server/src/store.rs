@@ -386,10 +386,10 @@ impl Bundles {
                 })?;
                 Box::new(file)
             }
-            None => Box::new(BlockingReader {
-                handle: handle.clone(),
-                body: self.objects.get(&bundle_key(&id), None).await?.body,
-            }),
+            None => Box::new(objstore::BlockingReader::new(
+                handle.clone(),
+                self.objects.get(&bundle_key(&id), None).await?.body,
+            )),
         };
         let (objects, meta, tx) = (self.objects.clone(), meta.clone(), tx.clone());
         let local_root = self.local_root.clone().map(|r| (r, self.fsync));
@@ -439,19 +439,6 @@ impl Bundles {
             }
             Err(e) => tracing::warn!(error = %e, bundle = id, "cannot list bundle objects"),
         }
-    }
-}
-
-/// A blocking `Read` over an object store body, for the extraction thread (S3).
-struct BlockingReader {
-    handle: tokio::runtime::Handle,
-    body: objstore::Reader,
-}
-
-impl std::io::Read for BlockingReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use tokio::io::AsyncReadExt;
-        self.handle.block_on(self.body.read(buf))
     }
 }
 

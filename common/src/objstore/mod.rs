@@ -30,6 +30,30 @@ pub use s3::{S3Options, S3Store, StaticCredentials};
 /// A boxed byte source: what a put reads from and what a get returns.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
+/// A blocking [`std::io::Read`] over a [`Reader`], for code that parses or extracts on a
+/// thread of its own (tar, gzip, event-log parsers): each read waits on `handle`'s runtime,
+/// so an object streams through without being loaded whole. Use it off the async worker
+/// threads only. (tokio-util's `SyncIoBridge` does the same, behind a feature the workspace
+/// does not build.)
+pub struct BlockingReader {
+    handle: tokio::runtime::Handle,
+    inner: Reader,
+}
+
+impl BlockingReader {
+    pub fn new(handle: tokio::runtime::Handle, inner: Reader) -> Self {
+        BlockingReader { handle, inner }
+    }
+}
+
+impl std::io::Read for BlockingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let inner = &mut self.inner;
+        self.handle
+            .block_on(tokio::io::AsyncReadExt::read(inner, buf))
+    }
+}
+
 /// What the store knows of one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {

@@ -25,6 +25,7 @@ use std::time::SystemTime;
 pub use codec::Codec;
 
 use crate::ingest::layout::{LogFile, LogStore, EVENTLOGS};
+use sidecars_common::objstore::BlockingReader;
 
 /// Where the files of a log are read from.
 #[derive(Clone, Debug)]
@@ -101,28 +102,9 @@ impl Origin {
                             .object_url(&format!("{EVENTLOGS}/{log}/{rel}"))
                     ))
                 })?;
-                Ok(Box::new(BlockingReader {
-                    rt: rt.clone(),
-                    inner: reader,
-                }))
+                Ok(Box::new(BlockingReader::new(rt.clone(), reader)))
             }
         }
-    }
-}
-
-/// A blocking [`Read`] over the store's async reader: each read waits on the runtime, so a
-/// stored log streams into the (blocking) parser without being loaded whole. This is what
-/// tokio-util's `SyncIoBridge` does; that needs a tokio-util feature the workspace does not
-/// build, and every crate using tokio-util would be rebuilt for these few lines.
-struct BlockingReader {
-    rt: tokio::runtime::Handle,
-    inner: sidecars_common::objstore::Reader,
-}
-
-impl Read for BlockingReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let inner = &mut self.inner;
-        self.rt.block_on(tokio::io::AsyncReadExt::read(inner, buf))
     }
 }
 
