@@ -16,7 +16,7 @@
 pub mod codec;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -376,7 +376,38 @@ impl<R: Read> Read for Watched<R> {
 /// caller parse the frequent events straight into typed, borrowing structures. Blocking:
 /// call it off the async worker threads.
 pub fn replay_raw(src: &LogSource, mut f: impl FnMut(&[u8]) -> bool) -> ReadStats {
+    let mut counts = (0, 0);
+    let mut stats = replay_blocks(src, &mut each_line(&mut f, &mut counts));
+    stats.lines += counts.0;
+    stats.skipped += counts.1;
+    stats
+}
+
+/// A block consumer that hands each line to `f`, counting lines and refused lines.
+fn each_line<'a>(
+    f: &'a mut impl FnMut(&[u8]) -> bool,
+    counts: &'a mut (u64, u64),
+) -> impl FnMut(Block) -> Block + 'a {
+    move |mut block| {
+        for line in block.lines() {
+            counts.0 += 1;
+            if !f(line) {
+                counts.1 += 1;
+            }
+        }
+        block.clear();
+        block
+    }
+}
+
+/// Decodes each file of `src` in turn and hands its text to `f` in [`Block`]s of whole
+/// lines; `f` hands back an empty block to fill next (its own, or a recycled one). Lines
+/// are neither counted nor checked here: the returned stats count only files (and the
+/// partial line a damaged file ends in as skipped). Blocking: call it off the async worker
+/// threads.
+pub fn replay_blocks(src: &LogSource, f: &mut impl FnMut(Block) -> Block) -> ReadStats {
     let mut stats = ReadStats::default();
+    let mut spare = Block::default();
     for file in &src.files {
         let what = format!("{}/{}", src.origin.uri(), file.rel);
         let input = match src.origin.open(&file.rel) {
@@ -394,12 +425,13 @@ pub fn replay_raw(src: &LogSource, mut f: impl FnMut(&[u8]) -> bool) -> ReadStat
             failed: failed.clone(),
         };
         let codec = Codec::from_file_name(&file.rel);
-        replay_reader(
+        spare = read_blocks(
             codec,
-            BufReader::with_capacity(256 << 10, input),
+            BufReader::with_capacity(READ_BYTES, input),
             &what,
             &mut stats,
-            &mut f,
+            spare,
+            f,
         );
         if failed.load(Ordering::Relaxed) {
             stats.unreadable += 1;
@@ -417,63 +449,154 @@ pub fn replay_reader(
     stats: &mut ReadStats,
     f: &mut impl FnMut(&[u8]) -> bool,
 ) {
-    let decoded = match codec.reader(input) {
+    let mut counts = (0, 0);
+    read_blocks(
+        codec,
+        input,
+        what,
+        stats,
+        Block::default(),
+        &mut each_line(f, &mut counts),
+    );
+    stats.lines += counts.0;
+    stats.skipped += counts.1;
+}
+
+/// Bytes of decoded log per [`Block`] handed over.
+pub const BLOCK_BYTES: usize = 1 << 20;
+/// Bytes asked of the decoder per read: small enough for the copy to stay in cache.
+const READ_BYTES: usize = 256 << 10;
+
+/// Whole lines of a log, each ending in `\n`, read straight into a reusable buffer.
+#[derive(Default)]
+pub struct Block {
+    /// Always fully initialised; `len` bytes of it are the lines.
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Block {
+    /// The block's text (whole lines).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Each non-empty line, without its line ending.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.bytes()
+            .split(|&b| b == b'\n')
+            .map(trim_line)
+            .filter(|l| !l.is_empty())
+    }
+
+    /// Where each non-empty line is, without its line ending.
+    pub fn line_ranges(&self, out: &mut Vec<(u32, u32)>) {
+        let text = self.bytes();
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', text) {
+            let line = trim_line(&text[start..nl]);
+            if !line.is_empty() {
+                out.push((start as u32, (start + line.len()) as u32));
+            }
+            start = nl + 1;
+        }
+    }
+
+    /// Appends one line (for callers that have lines, not a stream).
+    pub fn push_line(&mut self, line: &[u8]) {
+        self.buf.truncate(self.len);
+        self.buf.extend_from_slice(line);
+        self.buf.push(b'\n');
+        self.len = self.buf.len();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Room to read `n` more bytes.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.buf.len() < self.len + n {
+            // grown rarely: a buffer is reused for the whole replay
+            self.buf
+                .resize((self.len + n).max(BLOCK_BYTES + READ_BYTES), 0);
+        }
+        &mut self.buf[self.len..self.len + n]
+    }
+}
+
+/// Decodes one stream into blocks handed to `f`; returns the block to fill next.
+fn read_blocks(
+    codec: Codec,
+    input: impl Read,
+    what: &str,
+    stats: &mut ReadStats,
+    mut block: Block,
+    f: &mut impl FnMut(Block) -> Block,
+) -> Block {
+    let mut decoded = match codec.reader(input) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(file = %what, error = %e, "cannot decode event log");
             stats.damaged_files += 1;
-            return;
+            return block;
         }
     };
-    // Lines are handed over straight from the read buffer; only a line that spans two
-    // reads is assembled in `partial` (a big log is mostly short lines, so mostly no copy).
-    let mut input = BufReader::with_capacity(1 << 20, decoded);
-    let mut partial: Vec<u8> = Vec::new();
-    let mut emit = |line: &[u8], stats: &mut ReadStats| {
-        let text = trim_line(line);
-        if !text.is_empty() {
-            stats.lines += 1;
-            if !f(text) {
-                stats.skipped += 1;
-            }
-        }
-    };
+    block.clear();
+    // where the last whole line of `block` ends
+    let mut whole = 0;
     loop {
-        let buf = match input.fill_buf() {
-            Ok(buf) => buf,
+        let room = block.room(READ_BYTES);
+        let n = match decoded.read(room) {
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::warn!(file = %what, error = %e, "event log ends in a damaged block");
                 stats.damaged_files += 1;
-                // whatever was decoded before the damage is still a (possibly partial) line
-                if !partial.is_empty() {
+                // whatever was decoded after the last newline is a (possibly partial) line
+                if block.len > whole {
                     stats.skipped += 1;
                 }
-                return;
+                block.len = whole;
+                return hand_over(block, f);
             }
         };
-        if buf.is_empty() {
+        if n == 0 {
             // the last line may lack its newline
-            if !partial.is_empty() {
-                emit(&partial, stats);
+            if block.len > whole {
+                block.room(1)[0] = b'\n';
+                block.len += 1;
             }
-            return;
+            return hand_over(block, f);
         }
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', buf) {
-            if partial.is_empty() {
-                emit(&buf[start..nl], stats);
-            } else {
-                partial.extend_from_slice(&buf[start..nl]);
-                emit(&partial, stats);
-                partial.clear();
-            }
-            start = nl + 1;
+        let read = &block.buf[block.len..block.len + n];
+        if let Some(nl) = memchr::memrchr(b'\n', read) {
+            whole = block.len + nl + 1;
         }
-        partial.extend_from_slice(&buf[start..]);
-        let n = buf.len();
-        input.consume(n);
+        block.len += n;
+        if whole >= BLOCK_BYTES {
+            // hand over the whole lines; the start of the next line moves to the next block
+            let tail = block.buf[whole..block.len].to_vec();
+            block.len = whole;
+            block = hand_over(block, f);
+            block.room(tail.len()).copy_from_slice(&tail);
+            block.len = tail.len();
+            whole = 0;
+        }
     }
+}
+
+fn hand_over(block: Block, f: &mut impl FnMut(Block) -> Block) -> Block {
+    if block.is_empty() {
+        return block;
+    }
+    let mut next = f(block);
+    next.clear();
+    next
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {

@@ -9,9 +9,13 @@ pub mod pipeline;
 pub mod scala_order;
 pub mod sql;
 pub mod storage;
+mod taskjson;
 pub mod tasks;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+// replay hashes millions of task indices: a fast hash with a per-process seed
+use foldhash::HashSet;
 
 use serde_json::Value;
 
@@ -327,11 +331,10 @@ impl App {
             ..App::default()
         };
         let mut replay = pipeline::Replay::new(&mut app);
-        let mut stats = eventlog::replay_raw(src, |line| {
-            replay.push(line);
-            true
-        });
-        stats.skipped += replay.finish();
+        let mut stats = eventlog::replay_blocks(src, &mut |block| replay.push_block(block));
+        let (lines, invalid) = replay.finish();
+        stats.lines += lines;
+        stats.skipped += invalid;
         app.stats = stats;
         app.sql.finish_replay();
         app.storage.finish_replay(&app.executors);
@@ -566,7 +569,7 @@ impl App {
             completed_tasks: 0,
             failed_tasks: 0,
             killed_tasks: 0,
-            completed_indices: HashSet::new(),
+            completed_indices: HashSet::default(),
             first_launch_time: None,
             killed_summary: Vec::new(),
             metrics: Metrics::default(),
@@ -637,7 +640,7 @@ impl App {
             skipped_tasks: 0,
             failed_tasks: 0,
             killed_tasks: 0,
-            completed_indices: HashSet::new(),
+            completed_indices: HashSet::default(),
             active_stages: 0,
             completed_stages: BTreeSet::new(),
             skipped_stages: BTreeSet::new(),

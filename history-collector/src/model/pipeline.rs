@@ -1,26 +1,29 @@
 //! Replay on several cores.
 //!
 //! Nearly all of a big event log is task events, and nearly all of the replay time is
-//! parsing their JSON. Parsing a line does not depend on the model, so lines are gathered
-//! into batches of about 1 MiB and the task events of each batch are parsed on worker
-//! threads, while the calling thread keeps reading and applies the parsed batches to the
+//! parsing their JSON. Parsing a line does not depend on the model, so the log is read in
+//! blocks of whole lines (about 1 MiB, read straight into reused buffers by
+//! [`eventlog::replay_blocks`]); worker threads split each block into lines and parse its
+//! task events, while the calling thread keeps reading and applies the parsed blocks to the
 //! [`App`] strictly in log order. Every other event, and a task event whose stage belongs to
 //! a SQL execution (those need their accumulables), is parsed on the calling thread exactly
 //! as in a sequential replay, so the result is the same either way.
 //!
-//! Memory stays bounded: at most two batches per worker are in flight, and their buffers
-//! are reused. Logs smaller than one batch never start a thread.
+//! Memory stays bounded: at most two blocks per worker are in flight, and their buffers
+//! are reused. Logs smaller than one block never start a thread.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
+use super::taskjson;
 use super::tasks::{TaskEndEvent, TaskStartEvent};
 use super::App;
+#[cfg(doc)]
+use crate::eventlog;
+use crate::eventlog::{Block, BLOCK_BYTES};
 
-/// Bytes of log per batch handed to a worker.
-const BATCH_BYTES: usize = 1 << 20;
-/// Batches each worker may hold (queued or being parsed).
+/// Blocks each worker may hold (queued or being parsed).
 const IN_FLIGHT_PER_WORKER: u64 = 2;
 /// Upper bound on parsing threads; more cores do not help once reading is the limit.
 const MAX_WORKERS: usize = 4;
@@ -38,12 +41,20 @@ impl Parsed {
     pub(super) fn parse(line: &[u8]) -> Parsed {
         const TASK: &[u8] = b"{\"Event\":\"SparkListenerTask";
         if let Some(rest) = line.strip_prefix(TASK) {
+            // Spark's own layout is read by the fast path; whatever it leaves, serde reads
             if rest.starts_with(b"End\"") {
-                if let Ok(t) = sonic_rs::from_slice::<TaskEndEvent>(line) {
-                    return Parsed::TaskEnd(Box::new(t));
+                let t = taskjson::task_end(line).or_else(|| {
+                    sonic_rs::from_slice::<TaskEndEvent>(line)
+                        .ok()
+                        .map(Box::new)
+                });
+                if let Some(t) = t {
+                    return Parsed::TaskEnd(t);
                 }
             } else if rest.starts_with(b"Start\"") {
-                if let Ok(t) = sonic_rs::from_slice::<TaskStartEvent>(line) {
+                let t = taskjson::task_start(line)
+                    .or_else(|| sonic_rs::from_slice::<TaskStartEvent>(line).ok());
+                if let Some(t) = t {
                     return Parsed::TaskStart(t);
                 }
             }
@@ -52,38 +63,25 @@ impl Parsed {
     }
 }
 
-/// A run of whole lines in one buffer.
-#[derive(Default)]
-struct Batch {
-    buf: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl Batch {
-    fn lines(&self) -> impl Iterator<Item = &[u8]> {
-        let mut start = 0;
-        self.ends.iter().map(move |&end| {
-            let line = &self.buf[start..end];
-            start = end;
-            line
-        })
-    }
-
-    fn clear(&mut self) {
-        self.buf.clear();
-        self.ends.clear();
-    }
-}
-
-/// A batch back from a worker, with one parse result per line.
+/// A block back from a worker: where its lines are, and one parse result per line.
 struct Done {
     seq: u64,
-    batch: Batch,
+    block: Block,
+    lines: Vec<(u32, u32)>,
     items: Vec<Parsed>,
 }
 
+fn cleared(mut block: Block) -> Block {
+    block.clear();
+    block
+}
+
+fn line(block: &Block, (start, end): (u32, u32)) -> &[u8] {
+    &block.bytes()[start as usize..end as usize]
+}
+
 struct Workers {
-    inputs: Vec<SyncSender<(u64, Batch)>>,
+    inputs: Vec<SyncSender<(u64, Block)>>,
     results: Receiver<Done>,
     handles: Vec<JoinHandle<()>>,
 }
@@ -94,7 +92,7 @@ impl Workers {
         let mut inputs = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for i in 0..n {
-            let (tx, rx) = sync_channel::<(u64, Batch)>(IN_FLIGHT_PER_WORKER as usize);
+            let (tx, rx) = sync_channel::<(u64, Block)>(IN_FLIGHT_PER_WORKER as usize);
             let done = done_tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("replay-parse-{i}"))
@@ -122,26 +120,40 @@ impl Workers {
     }
 }
 
-fn worker(input: Receiver<(u64, Batch)>, done: Sender<Done>) {
-    for (seq, batch) in input {
-        let items = batch.lines().map(Parsed::parse).collect();
-        if done.send(Done { seq, batch, items }).is_err() {
+fn worker(input: Receiver<(u64, Block)>, done: Sender<Done>) {
+    for (seq, block) in input {
+        let mut lines = Vec::with_capacity(4096);
+        block.line_ranges(&mut lines);
+        let items = lines
+            .iter()
+            .map(|&r| Parsed::parse(line(&block, r)))
+            .collect();
+        let done_block = Done {
+            seq,
+            block,
+            lines,
+            items,
+        };
+        if done.send(done_block).is_err() {
             return;
         }
     }
 }
 
-/// Feeds log lines to an [`App`], parsing task events on other cores.
+/// Feeds log blocks to an [`App`], parsing task events on other cores.
 pub struct Replay<'a> {
     app: &'a mut App,
-    batch: Batch,
     threads: usize,
     workers: Option<Workers>,
-    spare: Vec<Batch>,
+    spare: Vec<Block>,
     sent: u64,
     applied: u64,
     pending: BTreeMap<u64, Done>,
+    lines: u64,
     invalid: u64,
+    /// Lines given one at a time, gathered into a block.
+    #[cfg(test)]
+    gathered: Block,
 }
 
 impl<'a> Replay<'a> {
@@ -155,63 +167,65 @@ impl<'a> Replay<'a> {
     pub fn with_threads(app: &'a mut App, threads: usize) -> Self {
         Replay {
             app,
-            batch: Batch::default(),
             threads,
             workers: None,
             spare: Vec::new(),
             sent: 0,
             applied: 0,
             pending: BTreeMap::new(),
+            lines: 0,
             invalid: 0,
+            #[cfg(test)]
+            gathered: Block::default(),
         }
     }
 
-    /// One line of the log (without its newline). Whether it was a valid event is known
-    /// only once it is applied: see [`Replay::finish`].
+    /// One line of the log (without its newline).
+    #[cfg(test)]
     pub fn push(&mut self, line: &[u8]) {
-        self.batch.buf.extend_from_slice(line);
-        self.batch.ends.push(self.batch.buf.len());
-        if self.batch.buf.len() >= BATCH_BYTES {
-            self.dispatch();
+        self.gathered.push_line(line);
+        if self.gathered.bytes().len() >= BLOCK_BYTES {
+            let block = std::mem::take(&mut self.gathered);
+            self.gathered = self.push_block(block);
         }
     }
 
-    fn dispatch(&mut self) {
-        if self.threads > 1 && self.workers.is_none() {
+    /// A block of whole lines; returns an empty block to fill next. Whether its lines were
+    /// valid events is known only once they are applied: see [`Replay::finish`].
+    pub fn push_block(&mut self, block: Block) -> Block {
+        if self.threads > 1 && self.workers.is_none() && block.bytes().len() >= BLOCK_BYTES {
             self.workers = Workers::start(self.threads);
             if self.workers.is_none() {
                 self.threads = 1;
             }
         }
         let Some(n) = self.workers.as_ref().map(|w| w.inputs.len() as u64) else {
-            // one core (or no thread to be had): apply here
-            let batch = std::mem::take(&mut self.batch);
-            self.apply_inline(&batch);
-            self.batch = batch;
-            self.batch.clear();
-            return;
+            // one core, or a log of one block: apply here
+            self.apply_inline(&block);
+            return cleared(block);
         };
-        // keep at most IN_FLIGHT_PER_WORKER batches per worker outstanding
+        // keep at most IN_FLIGHT_PER_WORKER blocks per worker outstanding
         while self.sent - self.applied >= n * IN_FLIGHT_PER_WORKER && self.receive_one() {}
-        let next = std::mem::replace(&mut self.batch, self.spare.pop().unwrap_or_default());
         let target = (self.sent % n) as usize;
         let sent = match &self.workers {
-            Some(w) => w.inputs[target].send((self.sent, next)),
-            None => return,
+            Some(w) => w.inputs[target].send((self.sent, block)),
+            None => return Block::default(),
         };
         match sent {
             Ok(()) => self.sent += 1,
-            // the worker is gone (it panicked): parse this batch, and the rest, here
+            // the worker is gone (it panicked): parse this block, and the rest, here
             Err(e) => {
-                let (_, batch) = e.0;
+                let (_, block) = e.0;
                 self.drain();
-                self.apply_inline(&batch);
+                self.apply_inline(&block);
                 self.threads = 1;
+                return cleared(block);
             }
         }
+        self.spare.pop().unwrap_or_default()
     }
 
-    /// Waits for one batch from the workers and applies every batch now due, in order.
+    /// Waits for one block from the workers and applies every block now due, in order.
     /// False if no more results can come.
     fn receive_one(&mut self) -> bool {
         let Some(workers) = self.workers.as_ref() else {
@@ -231,20 +245,24 @@ impl<'a> Replay<'a> {
 
     fn apply_done(&mut self, done: Done) {
         let Done {
-            mut batch, items, ..
+            block,
+            lines,
+            items,
+            ..
         } = done;
-        for (line, item) in batch.lines().zip(items) {
-            if !self.app.apply_parsed(item, line) {
+        self.lines += lines.len() as u64;
+        for (&r, item) in lines.iter().zip(items) {
+            if !self.app.apply_parsed(item, line(&block, r)) {
                 self.invalid += 1;
             }
         }
         self.applied += 1;
-        batch.clear();
-        self.spare.push(batch);
+        self.spare.push(cleared(block));
     }
 
-    fn apply_inline(&mut self, batch: &Batch) {
-        for line in batch.lines() {
+    fn apply_inline(&mut self, block: &Block) {
+        for line in block.lines() {
+            self.lines += 1;
             if !self.app.apply_line(line) {
                 self.invalid += 1;
             }
@@ -255,7 +273,7 @@ impl<'a> Replay<'a> {
     fn drain(&mut self) {
         while self.applied < self.sent {
             if !self.receive_one() {
-                // a worker died with batches in it; what it held cannot be recovered here
+                // a worker died with blocks in it; what it held cannot be recovered here
                 tracing::warn!(
                     lost = self.sent - self.applied,
                     "a replay thread stopped; some events were not applied"
@@ -277,17 +295,16 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// Applies the rest of the log; returns how many lines were not valid events.
-    pub fn finish(mut self) -> u64 {
-        if !self.batch.ends.is_empty() {
-            if self.workers.is_none() {
-                // a last batch is not worth starting threads for
-                self.threads = 1;
-            }
-            self.dispatch();
+    /// Applies the rest of the log; returns how many lines there were, and how many of
+    /// them were not valid events.
+    pub fn finish(mut self) -> (u64, u64) {
+        #[cfg(test)]
+        if !self.gathered.is_empty() {
+            let block = std::mem::take(&mut self.gathered);
+            self.push_block(block);
         }
         self.drain();
-        self.invalid
+        (self.lines, self.invalid)
     }
 }
 
@@ -401,7 +418,7 @@ mod tests {
         for l in lines {
             r.push(l);
         }
-        let invalid = r.finish();
+        let (_, invalid) = r.finish();
         app.tasks.finish(0);
         (app, invalid)
     }
@@ -442,7 +459,7 @@ mod tests {
         let lines = log(40, 300);
         let total: usize = lines.iter().map(Vec::len).sum();
         assert!(
-            total > 5 * BATCH_BYTES,
+            total > 5 * BLOCK_BYTES,
             "log too small to span batches: {total}"
         );
         let (seq, seq_invalid) = replay(&lines, 1);
@@ -468,7 +485,7 @@ mod tests {
             r.push(l);
         }
         assert!(r.workers.is_none());
-        assert_eq!(r.finish(), 1);
+        assert_eq!(r.finish(), (lines.len() as u64, 1));
         assert_eq!(app.jobs.len(), 1);
     }
 }

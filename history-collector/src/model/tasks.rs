@@ -12,13 +12,14 @@
 //! while the stage is live, and tasks still running when the log ends are written as such.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use compact_str::CompactString;
+use foldhash::{HashMap, HashSet};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
@@ -71,7 +72,7 @@ pub struct TaskStartEvent {
 }
 
 /// `SparkListenerTaskEnd`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct TaskEndEvent {
     #[serde(rename = "Stage ID", default = "minus1")]
     pub stage_id: i64,
@@ -502,9 +503,11 @@ pub struct TaskStore {
     pub exec_summaries: HashMap<(i64, i64), BTreeMap<String, ExecStageSummary>>,
     /// Stage attempts a task reported executor metrics for (Spark reports a stage's peaks
     /// only then).
-    pub peak_set: std::collections::HashSet<(i64, i64)>,
+    pub peak_set: HashSet<(i64, i64)>,
     /// The spill file could not be created or written: tasks are not served.
     pub failed: bool,
+    /// The record being encoded (one buffer for all).
+    scratch: Vec<u8>,
 }
 
 /// Where spill files go: `$HISTORY_COLLECTOR_CACHE_DIR`, else the system temp directory.
@@ -688,12 +691,16 @@ impl TaskStore {
                 }
             }
         }
-        let mut buf = Vec::with_capacity(160);
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
         self.encode(rec, &mut buf);
+        let len = buf.len() as u64;
         let Some(w) = self.writer.as_mut() else {
             return;
         };
-        if let Err(e) = w.write_all(&buf) {
+        let wrote = w.write_all(&buf);
+        self.scratch = buf;
+        if let Err(e) = wrote {
             tracing::warn!(dir = %cache_dir().display(), error = %e, "cannot write the task spill file: tasks will not be served");
             self.failed = true;
             return;
@@ -704,7 +711,7 @@ impl TaskStore {
             _ => runs.push((self.written, 1)),
         }
         self.last = Some(stage);
-        self.written += buf.len() as u64;
+        self.written += len;
     }
 
     /// Ends the replay: tasks still running are written as they are (their duration runs up
