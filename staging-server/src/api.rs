@@ -117,18 +117,26 @@ impl Drop for Spool {
     }
 }
 
+/// Chunks of an upload as they arrived, handed between the receiving stages together.
+type Chunks = Vec<Bytes>;
+
 /// A blocking reader over chunks arriving on a channel, for the checking thread. It is a
 /// `BufRead` over the chunks themselves, so the decoder reads them in place.
 struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    rx: tokio::sync::mpsc::Receiver<Chunks>,
+    batch: std::vec::IntoIter<Bytes>,
     cur: Bytes,
 }
 
 impl std::io::BufRead for ChannelReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.cur.is_empty() {
+            if let Some(b) = self.batch.next() {
+                self.cur = b;
+                continue;
+            }
             match self.rx.blocking_recv() {
-                Some(b) => self.cur = b,
+                Some(batch) => self.batch = batch.into_iter(),
                 None => break,
             }
         }
@@ -328,12 +336,13 @@ async fn receive_bundle(
     };
     let out = std::fs::File::create(&archive_path)
         .map_err(|e| internal(&format!("cannot create {}", archive_path.display()), e))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let (etx, erx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunks>(8);
+    let (etx, erx) = tokio::sync::mpsc::channel::<Chunks>(8);
     let limits = app.limits;
     let checker = tokio::task::spawn_blocking(move || {
         let reader = ChannelReader {
             rx: erx,
+            batch: Vec::new().into_iter(),
             cur: Bytes::new(),
         };
         bundle::validate(reader, limits)
@@ -344,7 +353,8 @@ async fn receive_bundle(
     let mut tx = Some(tx);
     let mut total = 0u64;
     let mut failure = None;
-    let mut pending = bytes::BytesMut::new();
+    let mut pending: Chunks = Vec::new();
+    let mut pending_len = 0;
     loop {
         let chunk = match field.chunk().await {
             Ok(Some(c)) => c,
@@ -360,29 +370,22 @@ async fn receive_bundle(
             failure = Some(too_large(app.max_bundle_size));
             break;
         }
-        // Small network chunks are gathered into large ones (one hand-off per 512 KiB
-        // instead of per read keeps the threads' wake-ups off the profile); large ones go
-        // on as they are, without a copy.
-        let full = if pending.is_empty() && chunk.len() >= HANDOFF / 4 {
-            chunk
-        } else {
-            if pending.is_empty() {
-                pending.reserve(HANDOFF + (64 << 10));
-            }
-            pending.extend_from_slice(&chunk);
-            if pending.len() < HANDOFF {
-                continue;
-            }
-            pending.split().freeze()
-        };
-        if send(&tx, full).await.is_err() {
+        // Network chunks are handed on in batches (one hand-off per 512 KiB instead of
+        // per read keeps the threads' wake-ups off the profile), without a copy.
+        pending_len += chunk.len();
+        pending.push(chunk);
+        if pending_len < HANDOFF {
+            continue;
+        }
+        pending_len = 0;
+        if send(&tx, std::mem::take(&mut pending)).await.is_err() {
             // The archiver stopped early: the checker found a bad entry, or a write
             // failed. Their errors are the answer.
             break;
         }
     }
     if failure.is_none() && !pending.is_empty() {
-        let _ = send(&tx, pending.split().freeze()).await;
+        let _ = send(&tx, pending).await;
     }
     drop(tx.take());
     let archived = archiver.await;
@@ -448,9 +451,9 @@ const HANDOFF: usize = 512 << 10;
 /// works while the upload arrives, and the fsync before the answer has little left to do.
 const WRITEBACK_STEP: u64 = 16 << 20;
 
-async fn send(tx: &Option<tokio::sync::mpsc::Sender<Bytes>>, chunk: Bytes) -> Result<(), ()> {
+async fn send(tx: &Option<tokio::sync::mpsc::Sender<Chunks>>, chunks: Chunks) -> Result<(), ()> {
     match tx {
-        Some(t) => t.send(chunk).await.map_err(|_| ()),
+        Some(t) => t.send(chunks).await.map_err(|_| ()),
         None => Err(()),
     }
 }
@@ -460,8 +463,8 @@ async fn send(tx: &Option<tokio::sync::mpsc::Sender<Bytes>>, chunk: Bytes) -> Re
 /// `writeback`, starts writing each [`WRITEBACK_STEP`] to disk as soon as it is complete.
 fn archive(
     mut out: std::fs::File,
-    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
-    etx: tokio::sync::mpsc::Sender<Bytes>,
+    mut rx: tokio::sync::mpsc::Receiver<Chunks>,
+    etx: tokio::sync::mpsc::Sender<Chunks>,
     path: &std::path::Path,
     writeback: bool,
 ) -> std::io::Result<(u64, String)> {
@@ -485,15 +488,17 @@ fn archive(
                 }
             });
         }
-        while let Some(chunk) = rx.blocking_recv() {
-            out.write_all(&chunk)?;
-            size += chunk.len() as u64;
-            // the checker works on this chunk while it is hashed here
-            let hashed = chunk.clone();
-            if etx.blocking_send(chunk).is_err() {
+        while let Some(chunks) = rx.blocking_recv() {
+            write_all_vectored(&mut out, &chunks)?;
+            size += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+            // the checker works on these chunks while they are hashed here
+            let hashed = chunks.clone();
+            if etx.blocking_send(chunks).is_err() {
                 break;
             }
-            hasher.update(&hashed);
+            for c in &hashed {
+                hasher.update(c);
+            }
             if writeback && size - flushed >= WRITEBACK_STEP {
                 let _ = wtx.send((flushed, size - flushed));
                 flushed = size;
@@ -505,6 +510,22 @@ fn archive(
     out.flush()?;
     tracing::trace!(path = %path.display(), size, "archive spooled");
     Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// Writes every chunk, as few system calls as the kernel allows.
+fn write_all_vectored(out: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut slices: Vec<IoSlice> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Asks the kernel to start writing `len` bytes at `offset` of `file` to disk, without
