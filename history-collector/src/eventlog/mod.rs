@@ -341,19 +341,6 @@ pub struct ReadStats {
     pub unreadable: u64,
 }
 
-/// Decodes each file of `src` in turn and hands every JSON line to `f`.
-pub fn replay(src: &LogSource, mut f: impl FnMut(serde_json::Value)) -> ReadStats {
-    replay_raw(src, |line| {
-        match serde_json::from_slice::<serde_json::Value>(line) {
-            Ok(v) if v.is_object() => {
-                f(v);
-                true
-            }
-            _ => false,
-        }
-    })
-}
-
 /// Notes whether the reader under a decoder failed, so a failed read of the source is told
 /// apart from data the decoder refused.
 struct Watched<R> {
@@ -368,35 +355,6 @@ impl<R: Read> Read for Watched<R> {
             self.failed.store(true, Ordering::Relaxed);
         }
         r
-    }
-}
-
-/// Decodes each file of `src` in turn and hands every non-empty line's bytes to `f`, which
-/// says whether it was a valid event (lines it refuses are counted as skipped). This lets a
-/// caller parse the frequent events straight into typed, borrowing structures. Blocking:
-/// call it off the async worker threads.
-pub fn replay_raw(src: &LogSource, mut f: impl FnMut(&[u8]) -> bool) -> ReadStats {
-    let mut counts = (0, 0);
-    let mut stats = replay_blocks(src, &mut each_line(&mut f, &mut counts));
-    stats.lines += counts.0;
-    stats.skipped += counts.1;
-    stats
-}
-
-/// A block consumer that hands each line to `f`, counting lines and refused lines.
-fn each_line<'a>(
-    f: &'a mut impl FnMut(&[u8]) -> bool,
-    counts: &'a mut (u64, u64),
-) -> impl FnMut(Block) -> Block + 'a {
-    move |mut block| {
-        for line in block.lines() {
-            counts.0 += 1;
-            if !f(line) {
-                counts.1 += 1;
-            }
-        }
-        block.clear();
-        block
     }
 }
 
@@ -440,28 +398,6 @@ pub fn replay_blocks(src: &LogSource, f: &mut impl FnMut(Block) -> Block) -> Rea
     stats
 }
 
-/// Decodes one stream and hands every line to `f` (see [`replay_raw`]); `what` names the
-/// stream in warnings.
-pub fn replay_reader(
-    codec: Codec,
-    input: impl Read,
-    what: &str,
-    stats: &mut ReadStats,
-    f: &mut impl FnMut(&[u8]) -> bool,
-) {
-    let mut counts = (0, 0);
-    read_blocks(
-        codec,
-        input,
-        what,
-        stats,
-        Block::default(),
-        &mut each_line(f, &mut counts),
-    );
-    stats.lines += counts.0;
-    stats.skipped += counts.1;
-}
-
 /// Bytes of decoded log per [`Block`] handed over.
 pub const BLOCK_BYTES: usize = 1 << 20;
 /// Bytes asked of the decoder per read: small enough for the copy to stay in cache.
@@ -490,13 +426,13 @@ impl Block {
     }
 
     /// Where each non-empty line is, without its line ending.
-    pub fn line_ranges(&self, out: &mut Vec<(u32, u32)>) {
+    pub fn line_ranges(&self, out: &mut Vec<(usize, usize)>) {
         let text = self.bytes();
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', text) {
             let line = trim_line(&text[start..nl]);
             if !line.is_empty() {
-                out.push((start as u32, (start + line.len()) as u32));
+                out.push((start, start + line.len()));
             }
             start = nl + 1;
         }
@@ -610,6 +546,45 @@ fn trim_line(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes one stream and hands every non-empty line to `f`, which says whether it was a
+    /// valid event.
+    fn replay_reader(
+        codec: Codec,
+        input: impl Read,
+        what: &str,
+        stats: &mut ReadStats,
+        f: &mut impl FnMut(&[u8]) -> bool,
+    ) {
+        let mut counts = (0, 0);
+        read_blocks(
+            codec,
+            input,
+            what,
+            stats,
+            Block::default(),
+            &mut each_line(f, &mut counts),
+        );
+        stats.lines += counts.0;
+        stats.skipped += counts.1;
+    }
+
+    /// A block consumer that hands each line to `f`, counting lines and refused lines.
+    fn each_line<'a>(
+        f: &'a mut impl FnMut(&[u8]) -> bool,
+        counts: &'a mut (u64, u64),
+    ) -> impl FnMut(Block) -> Block + 'a {
+        move |mut block| {
+            for line in block.lines() {
+                counts.0 += 1;
+                if !f(line) {
+                    counts.1 += 1;
+                }
+            }
+            block.clear();
+            block
+        }
+    }
 
     #[test]
     fn truncated_and_corrupt_lines_are_skipped() {

@@ -67,7 +67,7 @@ impl Parsed {
 struct Done {
     seq: u64,
     block: Block,
-    lines: Vec<(u32, u32)>,
+    lines: Vec<(usize, usize)>,
     items: Vec<Parsed>,
 }
 
@@ -76,8 +76,8 @@ fn cleared(mut block: Block) -> Block {
     block
 }
 
-fn line(block: &Block, (start, end): (u32, u32)) -> &[u8] {
-    &block.bytes()[start as usize..end as usize]
+fn line(block: &Block, (start, end): (usize, usize)) -> &[u8] {
+    &block.bytes()[start..end]
 }
 
 struct Workers {

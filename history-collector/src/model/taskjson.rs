@@ -614,32 +614,30 @@ mod tests {
     /// A failed attempt: its reason is left to serde.
     const FAILED: &str = r#"{"Event":"SparkListenerTaskEnd","Stage ID":2,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"ExceptionFailure","Class Name":"E","Description":"boom","Stack Trace":[],"Full Stack Trace":"E: boom","Accumulables":[]},"Task Info":{"Task ID":5,"Index":0,"Attempt":0,"Partition ID":0,"Launch Time":1,"Executor ID":"1","Host":"h","Locality":"ANY","Speculative":true,"Getting Result Time":0,"Finish Time":9,"Failed":true,"Killed":false,"Accumulables":[]},"Task Metrics":null}"#;
 
-    fn same_end(line: &[u8]) -> bool {
-        let fast = task_end(line);
-        if let Some(fast) = &fast {
-            match sonic_rs::from_slice::<TaskEndEvent>(line) {
-                Ok(slow) => assert_eq!(fmt(fast), fmt(slow), "{}", String::from_utf8_lossy(line)),
-                Err(e) => panic!(
-                    "fast path accepted what serde rejects ({e}): {}",
-                    String::from_utf8_lossy(line)
-                ),
-            }
+    /// Whether the fast path read `line` (as `fast`); if it did, serde must read the same.
+    fn agrees<T>(line: &[u8], fast: Option<impl std::fmt::Debug>) -> bool
+    where
+        T: std::fmt::Debug + serde::de::DeserializeOwned,
+    {
+        let Some(fast) = fast else {
+            return false;
+        };
+        match sonic_rs::from_slice::<T>(line) {
+            Ok(slow) => assert_eq!(fmt(fast), fmt(slow), "{}", String::from_utf8_lossy(line)),
+            Err(e) => panic!(
+                "fast path accepted what serde rejects ({e}): {}",
+                String::from_utf8_lossy(line)
+            ),
         }
-        fast.is_some()
+        true
+    }
+
+    fn same_end(line: &[u8]) -> bool {
+        agrees::<TaskEndEvent>(line, task_end(line))
     }
 
     fn same_start(line: &[u8]) -> bool {
-        let fast = task_start(line);
-        if let Some(fast) = &fast {
-            match sonic_rs::from_slice::<TaskStartEvent>(line) {
-                Ok(slow) => assert_eq!(fmt(fast), fmt(slow), "{}", String::from_utf8_lossy(line)),
-                Err(e) => panic!(
-                    "fast path accepted what serde rejects ({e}): {}",
-                    String::from_utf8_lossy(line)
-                ),
-            }
-        }
-        fast.is_some()
+        agrees::<TaskStartEvent>(line, task_start(line))
     }
 
     fn fmt<T: std::fmt::Debug>(x: T) -> String {
