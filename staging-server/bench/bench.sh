@@ -14,7 +14,8 @@ mk() { # size-MiB out.tgz: incompressible payload, gzip -1 (like jars: already c
   [ -s "$2" ] || { head -c "$1M" /dev/urandom > payload.bin; tar cf - payload.bin | gzip -1 > "$2"; rm -f payload.bin; }
 }
 mk 1024 b1g.tgz; mk 50 b50.tgz
-rm -rf data; "$bin/staging-server" --bind 127.0.0.1 --port "$port" --data-dir "$work/data" --max-bundle-size 2GiB ${BENCH_SERVER_ARGS:-} >server.log 2>&1 &
+# start with nothing of an earlier run (or of making the bundles) still being written
+rm -rf data; sync; "$bin/staging-server" --bind 127.0.0.1 --port "$port" --data-dir "$work/data" --max-bundle-size 2GiB ${BENCH_SERVER_ARGS:-} >server.log 2>&1 &
 pid=$!; trap 'kill $pid' EXIT; sleep 1
 up() { curl -sf -o "$2" -F "resources=@$1;type=multipart/form-data" -F "$owner" "http://127.0.0.1:$port/api/v0/resources/"; }
 field() { python3 -c "import json,sys;print(json.load(open('$1'))['$2'])"; }

@@ -169,8 +169,11 @@ impl Bundles {
         self
     }
 
-    pub fn fsync(&self) -> bool {
-        self.fsync
+    /// Whether an upload's spooled archive must reach the disk before it is acknowledged: it
+    /// must when it becomes the stored bundle itself (a local store, with fsync); on S3 the
+    /// store's own put is what makes it durable.
+    pub fn sync_spool(&self) -> bool {
+        self.fsync && self.local_root.is_some()
     }
 
     /// Where the object `key` lives on a local store, for readers that bypass the generic
@@ -697,7 +700,7 @@ fn adopt(root: &Path, spool: &Path, meta: &BundleMeta, fsync: bool) -> Result<bo
         let _ = file.set_xattr(SHA_XATTR, meta.bundle_sha256.as_bytes());
     }
     if fsync {
-        // short: the receiver started the writeback while the upload was arriving
+        // short: the receiver flushed the archive as it arrived
         file.sync_all().map_err(local(&path))?;
     }
     let parent = root.join("bundles");
