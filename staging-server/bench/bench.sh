@@ -14,8 +14,11 @@ mk() { # size-MiB out.tgz: incompressible payload, gzip -1 (like jars: already c
   [ -s "$2" ] || { head -c "$1M" /dev/urandom > payload.bin; tar cf - payload.bin | gzip -1 > "$2"; rm -f payload.bin; }
 }
 mk 1024 b1g.tgz; mk 50 b50.tgz
-# start with nothing of an earlier run (or of making the bundles) still being written
-rm -rf data; sync; "$bin/staging-server" --bind 127.0.0.1 --port "$port" --data-dir "$work/data" --max-bundle-size 2GiB ${BENCH_SERVER_ARGS:-} >server.log 2>&1 &
+# start with nothing of an earlier run (or of making the bundles) still being written, and
+# measure what the disk does with the same bytes: copied and fsynced by dd, just before
+rm -rf data; sync
+dd if=b1g.tgz of=dd.tmp bs=1M conv=fsync 2>&1 | awk -F, 'END{print "disk: dd conv=fsync of the 1 GiB bundle:" $NF}'; rm -f dd.tmp; sync
+"$bin/staging-server" --bind 127.0.0.1 --port "$port" --data-dir "$work/data" --max-bundle-size 2GiB ${BENCH_SERVER_ARGS:-} >server.log 2>&1 &
 pid=$!; trap 'kill $pid' EXIT; sleep 1
 up() { curl -sf -o "$2" -F "resources=@$1;type=multipart/form-data" -F "$owner" "http://127.0.0.1:$port/api/v0/resources/"; }
 field() { python3 -c "import json,sys;print(json.load(open('$1'))['$2'])"; }
