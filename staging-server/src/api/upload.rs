@@ -307,45 +307,25 @@ async fn receive_bundle(
         let _ = send(&tx, pending).await;
     }
     drop(tx.take());
-    let archived = archiver.await;
-    let checked = checker.await;
+    let archived = archiver.await.unwrap_or_else(|e| {
+        Err(std::io::Error::other(format!(
+            "the archive writer failed: {e}"
+        )))
+    });
+    let checked = checker.await.unwrap_or_else(|e| {
+        Err(BundleError::Write {
+            path: archive_path.clone(),
+            source: std::io::Error::other(format!("the bundle checker failed: {e}")),
+        })
+    });
     if let Some(f) = failure {
         return Err(f);
     }
-    let files = match checked {
-        Ok(Ok(files)) => files,
-        Ok(Err(e)) => {
-            let status = match e {
-                BundleError::Write { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-                _ => {
-                    app.metrics.upload_result("bad_bundle");
-                    StatusCode::BAD_REQUEST
-                }
-            };
-            return Err(ApiError::new(status, e.to_string()));
+    let (size, sha256, files) = verdict(archived, checked, &archive_path).inspect_err(|e| {
+        if e.0 == StatusCode::BAD_REQUEST {
+            app.metrics.upload_result("bad_bundle");
         }
-        Err(e) => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("bundle check failed: {e}"),
-            ))
-        }
-    };
-    let (size, sha256) = match archived {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            return Err(internal(
-                &format!("cannot write {}", archive_path.display()),
-                e,
-            ))
-        }
-        Err(e) => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("archive writer failed: {e}"),
-            ))
-        }
-    };
+    })?;
     if size != total {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -361,6 +341,32 @@ async fn receive_bundle(
         sha256,
         files,
     })
+}
+
+/// The answer once the archive writer and the checker have both stopped. A write failure
+/// comes first: it stops the writer, which ends the checker's input early, so the checker's
+/// own error then (a truncated archive) would blame the client for the server's disk. Only
+/// when the archive was written whole is a checker's error the bundle's fault (400), unless
+/// it is one of its own writes (500).
+fn verdict(
+    archived: std::io::Result<(u64, String)>,
+    checked: Result<Vec<bundle::FileEntry>, BundleError>,
+    archive_path: &std::path::Path,
+) -> Result<(u64, String, Vec<bundle::FileEntry>), ApiError> {
+    let (size, sha256) = archived.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write {}: {e}", archive_path.display()),
+        )
+    })?;
+    let files = checked.map_err(|e| {
+        let status = match e {
+            BundleError::Write { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.to_string())
+    })?;
+    Ok((size, sha256, files))
 }
 
 /// How much of the upload is passed between the receiving stages at a time.
@@ -464,7 +470,9 @@ fn write_all_vectored(out: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Res
 
 #[cfg(test)]
 mod tests {
-    use super::{archive, Chunks, SYNC_STEP};
+    use super::{archive, verdict, Chunks, SYNC_STEP};
+    use crate::bundle::BundleError;
+    use axum::http::StatusCode;
     use bytes::Bytes;
     use sha2::Digest;
 
@@ -504,5 +512,32 @@ mod tests {
                 "written as received"
             );
         }
+    }
+
+    /// A full disk is the server's failure (500, naming the write), not the bundle's, even
+    /// though the checker, whose input the failed writer cut short, saw a truncated archive.
+    #[test]
+    fn a_failed_write_is_the_answer_not_the_truncated_check() {
+        let path = std::path::Path::new("/dev/full");
+        let out = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Chunks>(1);
+        let (etx, _erx) = tokio::sync::mpsc::channel::<Chunks>(1);
+        let writer = std::thread::spawn(move || archive(out, rx, etx, path, false));
+        let _ = tx.blocking_send(vec![Bytes::from_static(b"bytes")]);
+        drop(tx);
+        let archived = writer.join().unwrap();
+        assert!(archived.is_err(), "writing to /dev/full fails");
+        let truncated = Err(BundleError::Corrupt("unexpected end of file".into()));
+        let e = verdict(archived, truncated, path).unwrap_err();
+        assert_eq!(e.0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(e.1.starts_with("cannot write /dev/full: "), "{}", e.1);
+
+        let bad = Err(BundleError::BadEntry {
+            name: "../x".into(),
+            reason: "`..` component".into(),
+        });
+        let e = verdict(Ok((5, "sha".into())), bad, path).unwrap_err();
+        assert_eq!(e.0, StatusCode::BAD_REQUEST);
+        assert!(e.1.contains("`../x`"), "{}", e.1);
     }
 }
