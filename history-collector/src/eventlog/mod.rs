@@ -359,7 +359,8 @@ impl<R: Read> Read for Watched<R> {
 }
 
 /// Decodes each file of `src` in turn and hands its text to `f` in [`Block`]s of whole
-/// lines; `f` hands back an empty block to fill next (its own, or a recycled one). Lines
+/// lines; `f` hands back a block to fill next (its own, or a recycled one: it is emptied
+/// here, so `f` need not clear it). Lines
 /// are neither counted nor checked here: the returned stats count only files (and the
 /// partial line a damaged file ends in as skipped). Blocking: call it off the async worker
 /// threads.
@@ -482,8 +483,7 @@ fn read_blocks(
             return block;
         }
     };
-    block.clear();
-    // where the last whole line of `block` ends
+    // where the last whole line of `block` ends (which comes empty: fresh, or from `hand_over`)
     let mut whole = 0;
     loop {
         let room = block.room(READ_BYTES);
@@ -526,6 +526,8 @@ fn read_blocks(
     }
 }
 
+/// Gives a non-empty `block` to `f` and returns the block `f` gives back, emptied: every
+/// block `read_blocks` fills comes from here (or is a fresh one).
 fn hand_over(block: Block, f: &mut impl FnMut(Block) -> Block) -> Block {
     if block.is_empty() {
         return block;
@@ -574,14 +576,13 @@ mod tests {
         f: &'a mut impl FnMut(&[u8]) -> bool,
         counts: &'a mut (u64, u64),
     ) -> impl FnMut(Block) -> Block + 'a {
-        move |mut block| {
+        move |block| {
             for line in block.lines() {
                 counts.0 += 1;
                 if !f(line) {
                     counts.1 += 1;
                 }
             }
-            block.clear();
             block
         }
     }

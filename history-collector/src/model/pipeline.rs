@@ -71,11 +71,6 @@ struct Done {
     items: Vec<Parsed>,
 }
 
-fn cleared(mut block: Block) -> Block {
-    block.clear();
-    block
-}
-
 fn line(block: &Block, (start, end): (usize, usize)) -> &[u8] {
     &block.bytes()[start..end]
 }
@@ -187,10 +182,12 @@ impl<'a> Replay<'a> {
         if self.gathered.bytes().len() >= BLOCK_BYTES {
             let block = std::mem::take(&mut self.gathered);
             self.gathered = self.push_block(block);
+            self.gathered.clear();
         }
     }
 
-    /// A block of whole lines; returns an empty block to fill next. Whether its lines were
+    /// A block of whole lines; returns a block to fill next (this one once applied, or one
+    /// applied earlier: [`eventlog::replay_blocks`] empties it). Whether its lines were
     /// valid events is known only once they are applied: see [`Replay::finish`].
     pub fn push_block(&mut self, block: Block) -> Block {
         if self.threads > 1 && self.workers.is_none() && block.bytes().len() >= BLOCK_BYTES {
@@ -202,7 +199,7 @@ impl<'a> Replay<'a> {
         let Some(n) = self.workers.as_ref().map(|w| w.inputs.len() as u64) else {
             // one core, or a log of one block: apply here
             self.apply_inline(&block);
-            return cleared(block);
+            return block;
         };
         // keep at most IN_FLIGHT_PER_WORKER blocks per worker outstanding
         while self.sent - self.applied >= n * IN_FLIGHT_PER_WORKER && self.receive_one() {}
@@ -219,7 +216,7 @@ impl<'a> Replay<'a> {
                 self.drain();
                 self.apply_inline(&block);
                 self.threads = 1;
-                return cleared(block);
+                return block;
             }
         }
         self.spare.pop().unwrap_or_default()
@@ -257,7 +254,7 @@ impl<'a> Replay<'a> {
             }
         }
         self.applied += 1;
-        self.spare.push(cleared(block));
+        self.spare.push(block);
     }
 
     fn apply_inline(&mut self, block: &Block) {

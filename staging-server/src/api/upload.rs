@@ -250,11 +250,12 @@ async fn receive_bundle(
     mut field: axum::extract::multipart::Field<'_>,
 ) -> Result<Received, ApiError> {
     let archive_path = dir.join("bundle.tar.gz");
-    let internal = |what: &str, e: std::io::Error| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
-    };
-    let out = std::fs::File::create(&archive_path)
-        .map_err(|e| internal(&format!("cannot create {}", archive_path.display()), e))?;
+    let out = std::fs::File::create(&archive_path).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot create {}: {e}", archive_path.display()),
+        )
+    })?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunks>(8);
     let (etx, erx) = tokio::sync::mpsc::channel::<Chunks>(8);
     let limits = app.limits;
@@ -269,7 +270,6 @@ async fn receive_bundle(
     let ap = archive_path.clone();
     let sync = app.bundles.sync_spool();
     let archiver = tokio::task::spawn_blocking(move || archive(out, rx, etx, &ap, sync));
-    let mut tx = Some(tx);
     let mut total = 0u64;
     let mut failure = None;
     let mut pending: Chunks = Vec::new();
@@ -297,16 +297,16 @@ async fn receive_bundle(
             continue;
         }
         pending_len = 0;
-        if send(&tx, std::mem::take(&mut pending)).await.is_err() {
+        if tx.send(std::mem::take(&mut pending)).await.is_err() {
             // The archiver stopped early: the checker found a bad entry, or a write
             // failed. Their errors are the answer.
             break;
         }
     }
     if failure.is_none() && !pending.is_empty() {
-        let _ = send(&tx, pending).await;
+        let _ = tx.send(pending).await;
     }
-    drop(tx.take());
+    drop(tx);
     let archived = archiver.await.unwrap_or_else(|e| {
         Err(std::io::Error::other(format!(
             "the archive writer failed: {e}"
@@ -377,13 +377,6 @@ const HANDOFF: usize = 512 << 10;
 /// cache) busy during the upload; a single fsync of 1 GiB after the last byte took a second
 /// here, during which nothing else happened.
 const SYNC_STEP: u64 = 32 << 20;
-
-async fn send(tx: &Option<tokio::sync::mpsc::Sender<Chunks>>, chunks: Chunks) -> Result<(), ()> {
-    match tx {
-        Some(t) => t.send(chunks).await.map_err(|_| ()),
-        None => Err(()),
-    }
-}
 
 /// The archive stage of [`receive_bundle`]: writes and hashes each chunk, then passes it to
 /// the checker. Stops (dropping `rx`, which ends the upload) when the checker has. With
