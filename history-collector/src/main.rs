@@ -47,6 +47,9 @@ struct Args {
     /// How often the event-log directories are scanned even without a change notification (inotify); keep it short on NFS, where notifications do not arrive.
     #[arg(long, env = "HISTORY_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     poll_interval: Duration,
+    /// Which Spark History Server the REST API answers as, byte for byte: 4 (Spark 4.x) or 3.5 (Spark 3.5.x, for clients written against it).
+    #[arg(long, env = "HISTORY_SPARK_API", default_value = "4")]
+    spark_api: api::Dialect,
     /// How often followed pod logs are written to storage.
     #[arg(long, env = "HISTORY_POD_LOG_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pod_log_flush_interval: Duration,
@@ -140,7 +143,8 @@ async fn collector(args: Args) -> anyhow::Result<()> {
         shutdown.token(),
     )
     .merge(logs::router(logs.clone()))
-    .merge(ingest::service::router(logs.clone(), tail_metrics));
+    .merge(ingest::service::router(logs.clone(), tail_metrics))
+    .layer(axum::Extension(args.spark_api));
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = admin::bind(addr, "the history API, UI and agent gRPC service").await?;
     tracing::info!(addr = %listener.local_addr()?, storage = %url, "history-collector listening");

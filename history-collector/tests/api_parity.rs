@@ -1,26 +1,43 @@
-//! Parity with Spark's own History Server: real Spark 3.5 and 4.x write event logs (SQL with
-//! joins and aggregation, a window, a cached DataFrame, a task that fails once, a failing
-//! job, lz4/snappy/lzf/zstd/plain, rolling and single-file, a truncated `.inprogress`);
-//! Spark's History Server and ours serve the same directory; every endpoint must answer the
-//! same status and the same JSON document, keys in the same order.
+//! Parity with Spark's own History Servers, byte for byte.
 //!
-//! One normalisation, and why: the History Server reports an unfinished application's
-//! `lastUpdated` as the time of its own scan, so two servers scanning at different moments
-//! legitimately differ there. Only those two fields of incomplete attempts are blanked, and,
-//! for the same reason, the driver's `totalDuration` of incomplete applications (Spark
-//! reports the run time up to that scan) and the `duration` of SQL executions still running
-//! (up to the request).
+//! Real Spark 3.5 and 4.x write event logs (`api_gen_eventlogs.py`, which makes every rare
+//! case happen on purpose and checks it did: SQL with joins and aggregation, a window, a
+//! cached DataFrame, tasks that fail and are retried, a cancelled job group's killed tasks,
+//! a failing job, speculative tasks, named accumulators, executors and nodes excluded on
+//! failure, tasks still running when the application ended, lz4/snappy/lzf/zstd/plain,
+//! rolling and single-file, a truncated `.inprogress`). Two comparisons, each serving the
+//! same directory from Spark's server and ours:
+//! - every log against Spark 4.3.0's History Server, ours answering as Spark 4 (the
+//!   default);
+//! - the Spark 3.5 logs against Spark 3.5.7's History Server, ours answering as Spark 3.5
+//!   (`Extension(Dialect::Spark35)`, `--spark-api 3.5`).
+//!
+//! Every endpoint must answer the same status and the same bytes: the same JSON layout,
+//! keys in the same order, numbers and strings spelled the same. The only values blanked
+//! first are those a History Server takes from the clock rather than the log, and why:
+//! - `lastUpdated`/`lastUpdatedEpoch` of an incomplete attempt: the time of the server's
+//!   own scan;
+//! - the driver's `totalDuration` in an incomplete application's executor lists: the run
+//!   time up to that scan;
+//! - the `duration` of a SQL execution still running: up to the request.
+//!
+//! A completed application's running tasks are not blanked: Spark counts their time up to
+//! the log's modification time, which both servers read from the same file.
 
 use std::net::TcpListener as StdListener;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use history_collector::api::{self, Catalog};
-use parity_logs::{env, logs_dir};
+use history_collector::api::{self, Catalog, Dialect};
+use parity_logs::{env, logs_dirs};
 
 mod parity_logs;
+
+/// One Spark History Server at a time: each is a JVM with a replayed store.
+static ONE_SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct KillOnDrop(Child);
 impl Drop for KillOnDrop {
@@ -37,148 +54,163 @@ fn free_port() -> u16 {
         .expect("no free port")
 }
 
-/// A JSON value that keeps object key order, so order differences are differences.
-#[derive(Clone, Debug, PartialEq)]
-enum J {
-    Null,
-    Bool(bool),
-    Num(String),
-    Str(String),
-    Arr(Vec<J>),
-    Obj(Vec<(String, J)>),
+/// A parsed JSON value that keeps object key order and where each value lies in the text.
+#[derive(Clone, Debug)]
+struct Node {
+    at: Range<usize>,
+    v: V,
 }
 
-fn to_j(v: &serde_json::Value) -> J {
-    match v {
-        serde_json::Value::Null => J::Null,
-        serde_json::Value::Bool(b) => J::Bool(*b),
-        serde_json::Value::Number(n) => J::Num(n.to_string()),
-        serde_json::Value::String(s) => J::Str(s.clone()),
-        serde_json::Value::Array(a) => J::Arr(a.iter().map(to_j).collect()),
-        serde_json::Value::Object(_) => unreachable!("objects are parsed by parse_j"),
-    }
+#[derive(Clone, Debug)]
+enum V {
+    /// A string, number, `true`, `false` or `null`: compared as spelled.
+    Scalar(serde_json::Value),
+    Arr(Vec<Node>),
+    Obj(Vec<(String, Node)>),
 }
 
-/// Parses JSON keeping key order (serde_json's Map sorts keys).
-fn parse_j(text: &str) -> Option<J> {
+/// Parses JSON keeping key order (serde_json's Map sorts keys) and spans.
+fn parse_j(text: &str) -> Option<Node> {
     struct P<'a> {
         s: &'a str,
+        at: usize,
     }
-    impl<'a> P<'a> {
+    impl P<'_> {
         fn ws(&mut self) {
-            self.s = self.s.trim_start();
+            while self.s[self.at..].starts_with([' ', '\n', '\r', '\t']) {
+                self.at += 1;
+            }
         }
-        fn value(&mut self) -> Option<J> {
+        fn eat(&mut self, c: char) -> bool {
             self.ws();
-            if let Some(rest) = self.s.strip_prefix('{') {
-                self.s = rest;
+            if self.s[self.at..].starts_with(c) {
+                self.at += 1;
+                true
+            } else {
+                false
+            }
+        }
+        fn value(&mut self) -> Option<Node> {
+            self.ws();
+            let start = self.at;
+            if self.eat('{') {
                 let mut fields = Vec::new();
                 loop {
-                    self.ws();
-                    if let Some(rest) = self.s.strip_prefix('}') {
-                        self.s = rest;
-                        return Some(J::Obj(fields));
+                    if self.eat('}') {
+                        return Some(Node {
+                            at: start..self.at,
+                            v: V::Obj(fields),
+                        });
                     }
-                    if let Some(rest) = self.s.strip_prefix(',') {
-                        self.s = rest;
-                        continue;
+                    if !fields.is_empty() && !self.eat(',') {
+                        return None;
                     }
-                    let J::Str(k) = self.value()? else {
+                    let V::Scalar(serde_json::Value::String(k)) = self.value()?.v else {
                         return None;
                     };
-                    self.ws();
-                    self.s = self.s.strip_prefix(':')?;
-                    let v = self.value()?;
-                    fields.push((k, v));
+                    if !self.eat(':') {
+                        return None;
+                    }
+                    fields.push((k, self.value()?));
                 }
             }
-            if let Some(rest) = self.s.strip_prefix('[') {
-                self.s = rest;
+            if self.eat('[') {
                 let mut items = Vec::new();
                 loop {
-                    self.ws();
-                    if let Some(rest) = self.s.strip_prefix(']') {
-                        self.s = rest;
-                        return Some(J::Arr(items));
+                    if self.eat(']') {
+                        return Some(Node {
+                            at: start..self.at,
+                            v: V::Arr(items),
+                        });
                     }
-                    if let Some(rest) = self.s.strip_prefix(',') {
-                        self.s = rest;
-                        continue;
+                    if !items.is_empty() && !self.eat(',') {
+                        return None;
                     }
                     items.push(self.value()?);
                 }
             }
             // a scalar: let serde_json find where it ends
-            let mut de =
-                serde_json::Deserializer::from_str(self.s).into_iter::<serde_json::Value>();
+            let mut de = serde_json::Deserializer::from_str(&self.s[self.at..])
+                .into_iter::<serde_json::Value>();
             let v = de.next()?.ok()?;
-            let used = de.byte_offset();
-            self.s = &self.s[used..];
-            Some(to_j(&v))
+            self.at += de.byte_offset();
+            Some(Node {
+                at: start..self.at,
+                v: V::Scalar(v),
+            })
         }
     }
-    let mut p = P { s: text };
+    let mut p = P { s: text, at: 0 };
     let v = p.value()?;
     p.ws();
-    p.s.is_empty().then_some(v)
+    (p.at == text.len()).then_some(v)
 }
 
-fn get_field<'a>(fields: &'a [(String, J)], k: &str) -> Option<&'a J> {
+fn field<'a>(fields: &'a [(String, Node)], k: &str) -> Option<&'a Node> {
     fields.iter().find(|(n, _)| n == k).map(|(_, v)| v)
 }
 
-/// Blanks `lastUpdated`/`lastUpdatedEpoch` of incomplete attempts (see the module docs).
-fn normalise_incomplete_driver(j: &mut J) {
-    if let J::Arr(items) = j {
-        for it in items {
-            if let J::Obj(fields) = it {
-                if get_field(fields, "id") == Some(&J::Str("driver".into())) {
-                    for (k, v) in fields.iter_mut() {
-                        if k == "totalDuration" {
-                            *v = J::Str("<scan time>".into());
-                        }
+fn is(n: Option<&Node>, want: serde_json::Value) -> bool {
+    matches!(n, Some(Node { v: V::Scalar(x), .. }) if *x == want)
+}
+
+/// The spans of the values blanked before comparing (see the module docs). `incomplete`:
+/// the document is about an incomplete application.
+fn clock_spans(n: &Node, incomplete: bool, out: &mut Vec<Range<usize>>) {
+    match &n.v {
+        V::Obj(fields) => {
+            let blank = |keys: &[&str], out: &mut Vec<Range<usize>>| {
+                for (k, v) in fields {
+                    if keys.contains(&k.as_str()) {
+                        out.push(v.at.clone());
                     }
                 }
+            };
+            if is(field(fields, "status"), "RUNNING".into())
+                && field(fields, "runningJobIds").is_some()
+            {
+                blank(&["duration"], out);
+            }
+            if is(field(fields, "completed"), false.into()) && field(fields, "startTime").is_some()
+            {
+                blank(&["lastUpdated", "lastUpdatedEpoch"], out);
+            }
+            if incomplete
+                && is(field(fields, "id"), "driver".into())
+                && field(fields, "totalDuration").is_some()
+            {
+                blank(&["totalDuration"], out);
+            }
+            for (_, v) in fields {
+                clock_spans(v, incomplete, out);
             }
         }
+        V::Arr(items) => items.iter().for_each(|v| clock_spans(v, incomplete, out)),
+        V::Scalar(_) => {}
     }
 }
 
-fn normalise(j: &mut J) {
-    match j {
-        J::Obj(fields) => {
-            // a running SQL execution's duration runs up to the moment of the request
-            if get_field(fields, "status") == Some(&J::Str("RUNNING".into()))
-                && get_field(fields, "rootExecutionId").is_some()
-            {
-                for (k, v) in fields.iter_mut() {
-                    if k == "duration" {
-                        *v = J::Str("<request time>".into());
-                    }
-                }
-            }
-            if get_field(fields, "completed") == Some(&J::Bool(false))
-                && get_field(fields, "startTime").is_some()
-            {
-                for (k, v) in fields.iter_mut() {
-                    if k == "lastUpdated" || k == "lastUpdatedEpoch" {
-                        *v = J::Str("<scan time>".into());
-                    }
-                }
-            }
-            for (_, v) in fields.iter_mut() {
-                normalise(v);
-            }
-        }
-        J::Arr(items) => items.iter_mut().for_each(normalise),
-        _ => {}
+/// `text` with the clock's values blanked.
+fn without_clock(text: &str, incomplete: bool) -> Option<String> {
+    let root = parse_j(text)?;
+    let mut spans = Vec::new();
+    clock_spans(&root, incomplete, &mut spans);
+    spans.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in spans {
+        out.push_str(&text[at..r.start]);
+        out.push_str("\"<clock>\"");
+        at = r.end;
     }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
-/// The first difference between two documents, as a path.
-fn diff(a: &J, b: &J, path: &str) -> Option<String> {
-    match (a, b) {
-        (J::Obj(x), J::Obj(y)) => {
+/// Where two documents first differ, as a path, with both values as spelled.
+fn diff(a: &Node, ta: &str, b: &Node, tb: &str, path: &str) -> Option<String> {
+    match (&a.v, &b.v) {
+        (V::Obj(x), V::Obj(y)) => {
             let kx: Vec<_> = x.iter().map(|(k, _)| k.as_str()).collect();
             let ky: Vec<_> = y.iter().map(|(k, _)| k.as_str()).collect();
             if kx != ky {
@@ -188,24 +220,60 @@ fn diff(a: &J, b: &J, path: &str) -> Option<String> {
             }
             x.iter()
                 .zip(y.iter())
-                .find_map(|((k, va), (_, vb))| diff(va, vb, &format!("{path}.{k}")))
+                .find_map(|((k, va), (_, vb))| diff(va, ta, vb, tb, &format!("{path}.{k}")))
         }
-        (J::Arr(x), J::Arr(y)) => {
-            if x.len() != y.len() {
-                return Some(format!(
-                    "{path}: {} items (spark) vs {} (ours)",
-                    x.len(),
-                    y.len()
-                ));
-            }
-            x.iter()
-                .zip(y.iter())
-                .enumerate()
-                .find_map(|(i, (va, vb))| diff(va, vb, &format!("{path}[{i}]")))
-        }
-        _ if a == b => None,
-        _ => Some(format!("{path}: spark {a:?} vs ours {b:?}")),
+        (V::Arr(x), V::Arr(y)) if x.len() != y.len() => Some(format!(
+            "{path}: {} items (spark) vs {} (ours)",
+            x.len(),
+            y.len()
+        )),
+        (V::Arr(x), V::Arr(y)) => x
+            .iter()
+            .zip(y.iter())
+            .enumerate()
+            .find_map(|(i, (va, vb))| diff(va, ta, vb, tb, &format!("{path}[{i}]"))),
+        _ if ta[a.at.clone()] == tb[b.at.clone()] => None,
+        _ => Some(format!(
+            "{path}: spark {} vs ours {}",
+            &ta[a.at.clone()],
+            &tb[b.at.clone()]
+        )),
     }
+}
+
+/// Compares two answers byte for byte after blanking the clock's values; the difference,
+/// if any, named by its path (or, when the values agree, by where the bytes part).
+fn compare(spark: &str, ours: &str, incomplete: bool) -> Result<(), String> {
+    let (Some(a), Some(b)) = (
+        without_clock(spark, incomplete),
+        without_clock(ours, incomplete),
+    ) else {
+        return Err("unparsable JSON".into());
+    };
+    if a == b {
+        return Ok(());
+    }
+    let (Some(ja), Some(jb)) = (parse_j(&a), parse_j(&b)) else {
+        return Err("unparsable JSON".into());
+    };
+    if let Some(d) = diff(&ja, &a, &jb, &b, "$") {
+        return Err(d);
+    }
+    let at = a
+        .bytes()
+        .zip(b.bytes())
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    let around = |t: &str| {
+        let lo = at.saturating_sub(60);
+        let hi = (at + 60).min(t.len());
+        String::from_utf8_lossy(&t.as_bytes()[lo..hi]).into_owned()
+    };
+    Err(format!(
+        "same values, different bytes at {at}:\n  spark: {:?}\n  ours:  {:?}",
+        around(&a),
+        around(&b)
+    ))
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> (u16, String) {
@@ -254,30 +322,29 @@ async fn fetch_zip(
     (status, disposition, entries)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_endpoint_matches_spark_history_server() {
-    let spark_home = env("SPARK4_HOME");
-    // generated once and kept under the target dir: Spark runs are the slow part
-    let dir = tokio::task::spawn_blocking(logs_dir).await.unwrap();
-
-    // ours
-    let catalog = Arc::new(Catalog::new(vec![dir.clone()]));
+/// Ours, in this process, over `dir`, answering as `dialect`.
+async fn serve_ours(dir: &Path, dialect: Dialect) -> (String, usize) {
+    let catalog = Arc::new(Catalog::new(vec![dir.to_path_buf()]));
     {
         let c = catalog.clone();
         tokio::task::spawn_blocking(move || c.refresh())
             .await
             .unwrap();
     }
-    let app_count = catalog.entries().len();
-    assert!(
-        app_count >= 8,
-        "expected every generated application, found {app_count}"
-    );
+    let apps = catalog.entries().len();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ours = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api::router(catalog)).await });
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = api::router(catalog).layer(axum::Extension(dialect));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, apps)
+}
 
-    // Spark's
+/// Spark's History Server from `spark_home` over `dir`, once it lists `apps` applications.
+async fn serve_spark(
+    spark_home: &str,
+    dir: &Path,
+    apps: usize,
+) -> (String, KillOnDrop, tempfile::TempDir) {
     let port = free_port();
     let tmp = tempfile::tempdir().unwrap();
     let props = tmp.path().join("shs.properties");
@@ -289,8 +356,8 @@ async fn every_endpoint_matches_spark_history_server() {
         ),
     )
     .unwrap();
-    let _shs = KillOnDrop(
-        Command::new(Path::new(&spark_home).join("bin/spark-class"))
+    let shs = KillOnDrop(
+        Command::new(Path::new(spark_home).join("bin/spark-class"))
             .args([
                 "org.apache.spark.deploy.history.HistoryServer",
                 "--properties-file",
@@ -303,28 +370,32 @@ async fn every_endpoint_matches_spark_history_server() {
             .spawn()
             .expect("cannot start Spark's History Server"),
     );
-    let spark = format!("http://127.0.0.1:{port}");
+    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if let Ok(r) = client
-            .get(format!("{spark}/api/v1/applications"))
+            .get(format!("{base}/api/v1/applications"))
             .send()
             .await
         {
             if let Ok(v) = r.json::<Vec<serde_json::Value>>().await {
-                if v.len() >= app_count {
+                if v.len() >= apps {
                     break;
                 }
             }
         }
         assert!(
             Instant::now() < deadline,
-            "Spark's History Server did not list {app_count} applications in time"
+            "Spark's History Server ({spark_home}) did not list {apps} applications in time"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    (base, shs, tmp)
+}
 
+/// Every endpoint of every application Spark's server lists: what the comparisons ask.
+async fn endpoints(client: &reqwest::Client, spark: &str) -> (Vec<String>, Vec<serde_json::Value>) {
     let mut paths: Vec<String> = [
         "/api/v1/version",
         "/api/v1/applications",
@@ -341,7 +412,7 @@ async fn every_endpoint_matches_spark_history_server() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (_, listing) = fetch(&client, &format!("{spark}/api/v1/applications")).await;
+    let (_, listing) = fetch(client, &format!("{spark}/api/v1/applications")).await;
     let listing: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
     for app in &listing {
         let id = app["id"].as_str().unwrap();
@@ -364,6 +435,7 @@ async fn every_endpoint_matches_spark_history_server() {
             "/stages?withSummaries=true",
             "/stages?details=true&withSummaries=true&quantiles=0.9,0.1,0.5",
             "/stages?details=true&taskStatus=FAILED&taskStatus=killed",
+            "/stages?details=true&taskStatus=RUNNING",
             "/stages/9999",
             "/stages/0/9",
             "/stages/0/0/taskSummary?quantiles=0.5,x",
@@ -382,24 +454,24 @@ async fn every_endpoint_matches_spark_history_server() {
         ] {
             paths.push(format!("{a}{sub}"));
         }
-        let (_, sql) = fetch(&client, &format!("{spark}{a}/sql?details=false")).await;
+        let (_, sql) = fetch(client, &format!("{spark}{a}/sql?details=false")).await;
         let sql: Vec<serde_json::Value> = serde_json::from_str(&sql).unwrap_or_default();
         for x in sql {
             paths.push(format!("{a}/sql/{}", x["id"]));
             paths.push(format!("{a}/sql/{}?details=false", x["id"]));
         }
-        let (_, rdds) = fetch(&client, &format!("{spark}{a}/storage/rdd")).await;
+        let (_, rdds) = fetch(client, &format!("{spark}{a}/storage/rdd")).await;
         let rdds: Vec<serde_json::Value> = serde_json::from_str(&rdds).unwrap_or_default();
         for r in rdds {
             paths.push(format!("{a}/storage/rdd/{}", r["id"]));
         }
-        let (_, jobs) = fetch(&client, &format!("{spark}{a}/jobs")).await;
+        let (_, jobs) = fetch(client, &format!("{spark}{a}/jobs")).await;
         let jobs: Vec<serde_json::Value> = serde_json::from_str(&jobs).unwrap_or_default();
         for j in jobs {
             paths.push(format!("{a}/jobs/{}", j["jobId"]));
         }
         // every stage attempt, with its tasks, summaries and task list variants
-        let (_, stages) = fetch(&client, &format!("{spark}{a}/stages")).await;
+        let (_, stages) = fetch(client, &format!("{spark}{a}/stages")).await;
         let stages: Vec<serde_json::Value> = serde_json::from_str(&stages).unwrap_or_default();
         for st in stages {
             let (id, att) = (&st["stageId"], &st["attemptId"]);
@@ -414,13 +486,29 @@ async fn every_endpoint_matches_spark_history_server() {
                 "/taskList?sortBy=runtime&length=3",
                 "/taskList?sortBy=-runtime&offset=1",
                 "/taskList?status=failed&status=KILLED",
+                "/taskList?status=running",
                 "/taskList?status=success&offset=1&length=2",
             ] {
                 paths.push(format!("{a}/stages/{id}/{att}{sub}"));
             }
         }
     }
+    (paths, listing)
+}
 
+/// Serves `dir` from Spark's server in `spark_home` and from ours as `dialect`, and
+/// compares every endpoint; panics listing every difference.
+async fn every_endpoint_matches(spark_home: &str, dir: &Path, dialect: Dialect, min_apps: usize) {
+    let _one = ONE_SERVER.lock().await;
+    let (ours, app_count) = serve_ours(dir, dialect).await;
+    assert!(
+        app_count >= min_apps,
+        "expected every generated application, found {app_count} in {}",
+        dir.display()
+    );
+    let (spark, _shs, _tmp) = serve_spark(spark_home, dir, app_count).await;
+    let client = reqwest::Client::new();
+    let (mut paths, listing) = endpoints(&client, &spark).await;
     let incomplete: Vec<String> = listing
         .iter()
         .filter(|a| a["attempts"][0]["completed"] == serde_json::Value::Bool(false))
@@ -445,26 +533,15 @@ async fn every_endpoint_matches_spark_history_server() {
             }
             continue;
         }
-        match (parse_j(&sb), parse_j(&ob)) {
-            (Some(mut a), Some(mut b)) => {
-                normalise(&mut a);
-                normalise(&mut b);
-                if incomplete.iter().any(|pre| p.starts_with(pre.as_str()))
-                    && p.contains("executors")
-                {
-                    normalise_incomplete_driver(&mut a);
-                    normalise_incomplete_driver(&mut b);
-                }
-                if let Some(d) = diff(&a, &b, "$") {
-                    failures.push(format!("{p}: {d}"));
-                }
-            }
-            _ => failures.push(format!("{p}: unparsable JSON")),
+        let in_incomplete = incomplete.iter().any(|pre| p.starts_with(pre.as_str()));
+        if let Err(d) = compare(&sb, &ob, in_incomplete) {
+            failures.push(format!("{p}: {d}"));
         }
     }
     // the whole list, untruncated, for whoever fixes them
     let _ = std::fs::write(
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("api-parity-failures.txt"),
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("api-parity-failures-{dialect}.txt")),
         failures.join("\n"),
     );
     // the event-log zips: same status, download name and entries (names and bytes); Spark
@@ -485,13 +562,51 @@ async fn every_endpoint_matches_spark_history_server() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} endpoints differ from Spark's History Server:\n{}",
+        "{} of {} endpoints differ from Spark's History Server ({spark_home}, ours as {dialect}):\n{}",
         failures.len(),
         paths.len(),
         failures.join("\n")
     );
     eprintln!(
-        "{} endpoints identical to Spark's History Server",
+        "{} endpoints byte-identical to Spark's History Server ({spark_home}, ours as {dialect})",
         paths.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_matches_spark4_history_server() {
+    let dirs = tokio::task::spawn_blocking(logs_dirs).await.unwrap();
+    every_endpoint_matches(&env("SPARK4_HOME"), &dirs.all, Dialect::Spark4, 11).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spark35_logs_match_spark35_history_server() {
+    let dirs = tokio::task::spawn_blocking(logs_dirs).await.unwrap();
+    every_endpoint_matches(&env("SPARK35_HOME"), &dirs.spark35, Dialect::Spark35, 6).await;
+}
+
+#[test]
+fn comparison_blanks_the_clock_and_nothing_else() {
+    let spark = r#"[ {
+  "id" : "a",
+  "attempts" : [ {
+    "startTime" : "x",
+    "lastUpdated" : "2026-01-01T00:00:00.000GMT",
+    "lastUpdatedEpoch" : 1,
+    "completed" : false
+  } ]
+} ]"#;
+    let ours = spark
+        .replace("00.000GMT", "09.000GMT")
+        .replace("Epoch\" : 1", "Epoch\" : 9");
+    assert_eq!(compare(spark, &ours, true), Ok(()));
+    // a completed attempt's last update is the log's: compared
+    let done = spark.replace("false", "true");
+    let done_ours = ours.replace("false", "true");
+    assert!(compare(&done, &done_ours, false).is_err());
+    // numbers spelled differently, escapes and layout are differences
+    assert!(compare(r#"{ "a" : 1.0 }"#, r#"{ "a" : 1 }"#, false).is_err());
+    assert!(compare(r#"{ "a" : "é" }"#, r#"{ "a" : "\u00e9" }"#, false).is_err());
+    assert!(compare("{ \"a\" : 1 }", "{\"a\":1}", false).is_err());
+    assert_eq!(compare(r#"[ 1, 2 ]"#, r#"[ 1, 2 ]"#, false), Ok(()));
 }

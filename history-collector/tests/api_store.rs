@@ -20,8 +20,10 @@
 //! time against the object's last-modified time; for a running application, the time of
 //! each server's own scan), and durations measured up to that scan or the request (a
 //! running application's active executors' `totalDuration`, a running SQL execution's
-//! `duration`). A truncated `.inprogress` file is stored cut after its last whole line, so
-//! its zip entry is compared with the source cut there.
+//! `duration`, a running task's `duration` and the duration quantiles of its stage: Spark
+//! counts a running task's time up to the log's last modification). A truncated
+//! `.inprogress` file is stored cut after its last whole line, so its zip entry is compared
+//! with the source cut there.
 
 mod ingest_util;
 mod parity_logs;
@@ -128,6 +130,16 @@ fn normalise(v: &mut Value, running: bool) {
                 && (m.contains_key("rootExecutionId") || m.contains_key("taskId"))
             {
                 m.remove("duration");
+            }
+            // and so do the duration quantiles of a stage with a running task
+            let runs = |t: &Value| t["status"] == "RUNNING";
+            if m.get("tasks")
+                .and_then(Value::as_object)
+                .is_some_and(|ts| ts.values().any(runs))
+            {
+                if let Some(Value::Object(d)) = m.get_mut("taskMetricsDistributions") {
+                    d.remove("duration");
+                }
             }
             for x in m.values_mut() {
                 normalise(x, running);

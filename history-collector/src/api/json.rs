@@ -8,6 +8,9 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use super::dialect::Dialect;
+use crate::model::accumulables::AccumulableInfo;
+use crate::model::scala_order::{immutable_order_of, java_string_hash, spark4_json_map_order};
 use crate::model::{m, Environment, Executor, Job, Stage, EXECUTOR_METRICS};
 
 /// Spark's REST date format: `yyyy-MM-dd'T'HH:mm:ss.SSS'GMT'`.
@@ -95,7 +98,12 @@ impl serde_json::ser::Formatter for JacksonFormatter {
         self.indent(w)
     }
     fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, v: f64) -> io::Result<()> {
-        w.write_all(java_double(v).as_bytes())
+        if v.is_finite() {
+            w.write_all(java_double(v).as_bytes())
+        } else {
+            // Jackson quotes what is not a JSON number (QUOTE_NON_NUMERIC_NUMBERS)
+            write!(w, "\"{}\"", java_double(v))
+        }
     }
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         w.write_all(b" : ")
@@ -106,30 +114,7 @@ impl serde_json::ser::Formatter for JacksonFormatter {
 }
 
 /// A double as Java's `Double.toString` (what Jackson writes): `1656.0`, `5.7519355E7`.
-pub fn java_double(v: f64) -> String {
-    if !v.is_finite() {
-        // Jackson writes these as strings only when asked to; Spark never produces them
-        return "null".into();
-    }
-    let a = v.abs();
-    if a == 0.0 || (1e-3..1e7).contains(&a) {
-        let t = format!("{v}");
-        if t.contains('.') {
-            t
-        } else {
-            format!("{t}.0")
-        }
-    } else {
-        let t = format!("{v:e}");
-        let (mant, exp) = t.split_once('e').unwrap_or((&t, "0"));
-        let mant = if mant.contains('.') {
-            mant.to_string()
-        } else {
-            format!("{mant}.0")
-        };
-        format!("{mant}E{exp}")
-    }
-}
+pub use crate::model::accumulables::java_double;
 
 /// A JSON object whose keys keep their order.
 pub struct Ordered<V>(pub Vec<(String, V)>);
@@ -170,8 +155,11 @@ pub struct AttemptInfo {
     pub app_spark_version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
-    pub log_source_name: String,
-    pub log_source_full_path: String,
+    /// Spark 4 only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_source_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_source_full_path: Option<String>,
     pub start_time_epoch: i64,
     pub end_time_epoch: i64,
     pub last_updated_epoch: i64,
@@ -286,7 +274,7 @@ pub struct ExecutorSummary {
 /// `app_run_ms`: how long the application has run (to its end, or to the last update while
 /// it runs); the History Server reports that as the driver's task time, and the driver's
 /// GC time from its memory metrics.
-pub fn executor_summary(e: &Executor, app_run_ms: i64) -> ExecutorSummary {
+pub fn executor_summary(e: &Executor, app_run_ms: i64, dialect: Dialect) -> ExecutorSummary {
     let is_driver = e.id == "driver";
     ExecutorSummary {
         id: e.id.clone(),
@@ -317,25 +305,25 @@ pub fn executor_summary(e: &Executor, app_run_ms: i64) -> ExecutorSummary {
         total_input_bytes: e.total_input_bytes,
         total_shuffle_read: e.total_shuffle_read,
         total_shuffle_write: e.total_shuffle_write,
-        is_blacklisted: false,
+        is_blacklisted: e.is_excluded,
         max_memory: e.max_memory,
         add_time: date(e.add_time),
         remove_time: e.remove_time.map(date),
         remove_reason: e.remove_reason.clone(),
-        executor_logs: Ordered(e.executor_logs.clone()),
+        executor_logs: scala_map(&e.executor_logs, dialect),
         memory_metrics: (e.total_on_heap >= 0).then_some(MemoryMetrics {
             used_on_heap_storage_memory: e.used_on_heap,
             used_off_heap_storage_memory: e.used_off_heap,
             total_on_heap_storage_memory: e.total_on_heap,
             total_off_heap_storage_memory: e.total_off_heap,
         }),
-        blacklisted_in_stages: Vec::new(),
-        peak_memory_metrics: e.peak.as_ref().map(peak_map),
-        attributes: Ordered(e.attributes.clone()),
+        blacklisted_in_stages: e.excluded_in_stages.iter().copied().collect(),
+        peak_memory_metrics: e.peak.as_ref().map(|p| peak_map(p, dialect)),
+        attributes: scala_map(&e.attributes, dialect),
         resources: e.resources.clone(),
         resource_profile_id: e.resource_profile_id,
-        is_excluded: false,
-        excluded_in_stages: Vec::new(),
+        is_excluded: e.is_excluded,
+        excluded_in_stages: e.excluded_in_stages.iter().copied().collect(),
     }
 }
 
@@ -392,28 +380,27 @@ fn resource_rank(name: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// Spark's default `spark.redaction.regex`,
+/// Spark 4's default `spark.redaction.regex`,
 /// `(?i)secret|password|token|access[.]?key|credential`, applied to keys and values.
 pub fn is_sensitive(text: &str) -> bool {
+    is_sensitive_for(text, Dialect::Spark4)
+}
+
+/// The default `spark.redaction.regex` of a server: Spark 3.5's lacks `credential`.
+pub fn is_sensitive_for(text: &str, dialect: Dialect) -> bool {
     let t = text.to_ascii_lowercase();
-    [
-        "secret",
-        "password",
-        "token",
-        "accesskey",
-        "access.key",
-        "credential",
-    ]
-    .iter()
-    .any(|w| t.contains(w))
+    ["secret", "password", "token", "accesskey", "access.key"]
+        .iter()
+        .any(|w| t.contains(w))
+        || (dialect.is_spark4() && t.contains("credential"))
 }
 
 const REDACTED: &str = "*********(redacted)";
 
-fn redact(kvs: &[(String, String)]) -> Vec<(String, String)> {
+fn redact(kvs: &[(String, String)], dialect: Dialect) -> Vec<(String, String)> {
     kvs.iter()
         .map(|(k, v)| {
-            if is_sensitive(k) || is_sensitive(v) {
+            if is_sensitive_for(k, dialect) || is_sensitive_for(v, dialect) {
                 (k.clone(), REDACTED.to_string())
             } else {
                 (k.clone(), v.clone())
@@ -422,7 +409,17 @@ fn redact(kvs: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The environment as Spark 4's server shows it.
 pub fn environment(env: &Environment, app: &crate::model::App) -> EnvironmentInfo {
+    environment_for(env, app, Dialect::Spark4)
+}
+
+/// The environment as `dialect`'s server shows it (redaction, resource order).
+pub fn environment_for(
+    env: &Environment,
+    app: &crate::model::App,
+    dialect: Dialect,
+) -> EnvironmentInfo {
     let profiles = app
         .resource_profiles
         .iter()
@@ -452,7 +449,19 @@ pub fn environment(env: &Environment, app: &crate::model::App) -> EnvironmentInf
                         .collect()
                 })
                 .unwrap_or_default();
-            ex.sort_by_key(|(k, _)| resource_rank(k));
+            match dialect {
+                Dialect::Spark4 => ex.sort_by_key(|(k, _)| resource_rank(k)),
+                // Spark 3.5 builds an immutable map in the log's order
+                Dialect::Spark35 => {
+                    let hashes: Vec<i32> = ex.iter().map(|(k, _)| java_string_hash(k)).collect();
+                    let mut slots: Vec<Option<(String, ExecutorResource)>> =
+                        ex.into_iter().map(Some).collect();
+                    ex = immutable_order_of(&hashes, dialect.scala())
+                        .into_iter()
+                        .filter_map(|i| slots[i].take())
+                        .collect();
+                }
+            }
             let task = p
                 .task
                 .as_object()
@@ -486,23 +495,67 @@ pub fn environment(env: &Environment, app: &crate::model::App) -> EnvironmentInf
             java_home: env.java_home.clone(),
             scala_version: env.scala_version.clone(),
         },
-        spark_properties: redact(&env.spark),
-        hadoop_properties: redact(&env.hadoop),
-        system_properties: redact(&env.system),
-        metrics_properties: redact(&env.metrics),
+        spark_properties: redact(&env.spark, dialect),
+        hadoop_properties: redact(&env.hadoop, dialect),
+        system_properties: redact(&env.system, dialect),
+        metrics_properties: redact(&env.metrics, dialect),
         classpath_entries: env.classpath.clone(),
         resource_profiles: profiles,
     }
 }
 
-fn peak_map(p: &[i64; 23]) -> Ordered<i64> {
+/// Executor memory metrics by name, as many as the server knows.
+pub fn peak_map(p: &[i64; 23], dialect: Dialect) -> Ordered<i64> {
     Ordered(
         EXECUTOR_METRICS
             .iter()
             .zip(p.iter())
+            .take(dialect.executor_metric_count())
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
     )
+}
+
+/// A string map Spark's `JsonProtocol.mapFromJson` reads (an executor's log URLs and
+/// attributes), in the order the server lists it: Spark 3.5 keeps the log's order up to
+/// four entries, Spark 4 goes through a hash set (see [`spark4_json_map_order`]); beyond
+/// four, Scala's immutable hash order.
+pub fn scala_map(pairs: &[(String, String)], dialect: Dialect) -> Ordered<String> {
+    let order = match dialect {
+        Dialect::Spark4 => {
+            let refs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            spark4_json_map_order(&refs)
+        }
+        Dialect::Spark35 => {
+            let hashes: Vec<i32> = pairs.iter().map(|(k, _)| java_string_hash(k)).collect();
+            immutable_order_of(&hashes, dialect.scala())
+        }
+    };
+    Ordered(order.into_iter().map(|i| pairs[i].clone()).collect())
+}
+
+/// Spark's `v1.AccumulableInfo` (`name` and `value` left out when null).
+#[derive(Serialize)]
+pub struct AccumulableData {
+    pub id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+pub fn accumulable_data(a: &AccumulableInfo) -> AccumulableData {
+    AccumulableData {
+        id: a.id,
+        name: a.name.clone(),
+        update: a.update.clone(),
+        value: a.value.clone(),
+    }
 }
 
 #[derive(Serialize)]
@@ -566,12 +619,15 @@ pub struct StageData {
     pub details: String,
     pub scheduling_pool: String,
     pub rdd_ids: Vec<i64>,
-    pub accumulator_updates: Vec<()>,
+    pub accumulator_updates: Vec<AccumulableData>,
     /// With `details`: the tasks and per-executor summaries (see [`super::stages`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Ordered<super::stages::TaskData>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executor_summary: Option<Ordered<super::stages::ExecutorStageSummary>>,
+    /// With `details`, once a speculative task started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speculation_summary: Option<SpeculationSummary>,
     pub killed_tasks_summary: Ordered<i64>,
     pub resource_profile_id: i64,
     /// Absent until a task of the stage reported executor metrics (Spark's `isSet`).
@@ -586,7 +642,28 @@ pub struct StageData {
     pub shuffle_mergers_count: i64,
 }
 
-pub fn stage_data(st: &Stage) -> StageData {
+/// Spark's `SpeculationStageSummary`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpeculationSummary {
+    pub num_tasks: i64,
+    pub num_active_tasks: i64,
+    pub num_completed_tasks: i64,
+    pub num_failed_tasks: i64,
+    pub num_killed_tasks: i64,
+}
+
+pub fn speculation_summary(s: &crate::model::Speculation) -> SpeculationSummary {
+    SpeculationSummary {
+        num_tasks: s.num_tasks,
+        num_active_tasks: s.active,
+        num_completed_tasks: s.completed,
+        num_failed_tasks: s.failed,
+        num_killed_tasks: s.killed,
+    }
+}
+
+pub fn stage_data(st: &Stage, dialect: Dialect) -> StageData {
     let v = &st.metrics.v;
     StageData {
         status: st.status.as_str(),
@@ -642,12 +719,18 @@ pub fn stage_data(st: &Stage) -> StageData {
         details: st.details.clone(),
         scheduling_pool: st.scheduling_pool.clone(),
         rdd_ids: st.rdd_ids.clone(),
-        accumulator_updates: Vec::new(),
+        accumulator_updates: st
+            .accumulables
+            .in_order(dialect.scala())
+            .into_iter()
+            .map(accumulable_data)
+            .collect(),
         tasks: None,
         executor_summary: None,
+        speculation_summary: None,
         killed_tasks_summary: Ordered(st.killed_summary.clone()),
         resource_profile_id: st.resource_profile_id,
-        peak_executor_metrics: Some(peak_map(&st.peak)),
+        peak_executor_metrics: Some(peak_map(&st.peak, dialect)),
         is_shuffle_push_enabled: false,
         task_metrics_distributions: None,
         executor_metrics_distributions: None,

@@ -5,6 +5,7 @@
 //! or S3), so applications stay visible after their driver's pod and disk are gone.
 
 pub mod catalog;
+pub mod dialect;
 pub mod json;
 pub mod logs_zip;
 pub mod sql;
@@ -16,16 +17,24 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 
 pub use catalog::{Catalog, Entry};
+pub use dialect::Dialect;
 use json::*;
 
 use crate::ingest::layout::LogStore;
 use crate::model::JobStatus;
 
-/// The Spark version whose History Server this API mirrors (what `/version` reports).
+/// The Spark version whose History Server this API mirrors by default (what `/version`
+/// reports); a router given an `Extension<Dialect>` answers as that version instead.
 pub const SPARK_API_VERSION: &str = "4.3.0";
+
+/// The server version to answer as: the router's `Extension<Dialect>` layer, if any.
+fn dialect_of(ext: Option<Extension<Dialect>>) -> Dialect {
+    ext.map(|Extension(d)| d).unwrap_or_default()
+}
 
 /// The API and the UI over `event_log_dirs` (Spark's `spark.eventLog.dir`s) and, when
 /// `storage_url` is a `file://` URL, the copies ingest keeps there; rescanned every `every`
@@ -107,9 +116,9 @@ fn bad_request(msg: String) -> Response {
         .into_response()
 }
 
-async fn version() -> Response {
+async fn version(dialect: Option<Extension<Dialect>>) -> Response {
     json_ok(&VersionInfo {
-        spark: SPARK_API_VERSION.into(),
+        spark: dialect_of(dialect).version().into(),
     })
 }
 
@@ -158,7 +167,7 @@ fn parse_date(s: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_millis())
 }
 
-fn attempt_info(e: &Entry) -> AttemptInfo {
+fn attempt_info(e: &Entry, dialect: Dialect) -> AttemptInfo {
     let a = &e.app;
     let last = e.last_updated();
     AttemptInfo {
@@ -175,22 +184,22 @@ fn attempt_info(e: &Entry) -> AttemptInfo {
         completed: a.completed,
         app_spark_version: a.spark_version.clone(),
         exit_code: a.exit_code,
-        log_source_name: e.dir_uri.clone(),
-        log_source_full_path: e.dir_uri.clone(),
+        log_source_name: dialect.is_spark4().then(|| e.dir_uri.clone()),
+        log_source_full_path: dialect.is_spark4().then(|| e.dir_uri.clone()),
         start_time_epoch: a.start_time,
         end_time_epoch: a.end_time,
         last_updated_epoch: last,
     }
 }
 
-fn app_info(id: &str, attempts: &[Arc<Entry>]) -> ApplicationInfo {
+fn app_info(id: &str, attempts: &[Arc<Entry>], dialect: Dialect) -> ApplicationInfo {
     ApplicationInfo {
         id: id.to_string(),
         name: attempts
             .first()
             .map(|e| e.app.name.clone())
             .unwrap_or_default(),
-        attempts: attempts.iter().map(|e| attempt_info(e)).collect(),
+        attempts: attempts.iter().map(|e| attempt_info(e, dialect)).collect(),
     }
 }
 
@@ -218,7 +227,12 @@ fn grouped(catalog: &Catalog) -> Vec<(String, Vec<Arc<Entry>>)> {
     out
 }
 
-async fn applications(State(catalog): State<Arc<Catalog>>, RawQuery(q): RawQuery) -> Response {
+async fn applications(
+    State(catalog): State<Arc<Catalog>>,
+    dialect: Option<Extension<Dialect>>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let dialect = dialect_of(dialect);
     let ps = params(&q);
     let statuses = param_all(&ps, "status");
     let (mut want_completed, mut want_running) = (statuses.is_empty(), statuses.is_empty());
@@ -270,7 +284,7 @@ async fn applications(State(catalog): State<Arc<Catalog>>, RawQuery(q): RawQuery
             start_ok && end_ok
         });
         if status_ok && in_range {
-            out.push(app_info(&id, &attempts));
+            out.push(app_info(&id, &attempts, dialect));
         }
         if out.len() >= limit {
             break;
@@ -307,9 +321,11 @@ fn unknown_app(app_id: &str, tail: &[&str]) -> String {
 
 async fn per_app(
     State(catalog): State<Arc<Catalog>>,
+    dialect: Option<Extension<Dialect>>,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
+    let dialect = dialect_of(dialect);
     let ps = params(&q);
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let Some((&app_id, tail)) = segs.split_first() else {
@@ -320,7 +336,7 @@ async fn per_app(
         return not_found(unknown_app(app_id, tail));
     }
     let (entry, sub) = match tail.first() {
-        None => return json_ok(&app_info(app_id, &attempts)),
+        None => return json_ok(&app_info(app_id, &attempts, dialect)),
         Some(first) if SUBRESOURCES.contains(first) => (attempts[0].clone(), tail),
         Some(attempt) => {
             let Some(e) = attempts
@@ -330,7 +346,7 @@ async fn per_app(
                 return not_found(unknown_app(app_id, tail));
             };
             if tail.len() == 1 {
-                return json_ok(&attempt_info(e));
+                return json_ok(&attempt_info(e, dialect));
             }
             (e.clone(), &tail[1..])
         }
@@ -355,7 +371,7 @@ async fn per_app(
     } else {
         entry.last_updated() - app.start_time
     };
-    let executor_summary = |e: &crate::model::Executor| json::executor_summary(e, run_ms);
+    let executor_summary = |e: &crate::model::Executor| json::executor_summary(e, run_ms, dialect);
     match sub {
         ["jobs"] => {
             let statuses = param_all(&ps, "status");
@@ -382,11 +398,13 @@ async fn per_app(
             Some(j) => json_ok(&job_data(j)),
             None => not_found(format!("unknown job: {id}")),
         },
-        ["stages", rest @ ..] => stages::route(&entry, rest, &ps),
+        ["stages", rest @ ..] => stages::route(&entry, rest, &ps, dialect),
         ["executors"] => {
+            // Spark lists the active ones by its "active" index reversed: ids descending
             let v: Vec<ExecutorSummary> = app
                 .executors
                 .values()
+                .rev()
                 .filter(|e| e.is_active)
                 .map(executor_summary)
                 .collect();
@@ -397,17 +415,17 @@ async fn per_app(
             json_ok(&v)
         }
         ["environment"] => match &app.environment {
-            Some(env) => json_ok(&environment(env, app)),
+            Some(env) => json_ok(&environment_for(env, app, dialect)),
             None => not_found(format!("unknown app: {app_id}")),
         },
-        ["storage", "rdd"] => json_ok(&sql::rdd_list(app)),
+        ["storage", "rdd"] => json_ok(&sql::rdd_list(app, dialect)),
         ["storage", "rdd", id] if id.bytes().all(|b| b.is_ascii_digit()) => {
             match id
                 .parse::<i64>()
                 .ok()
                 .and_then(|n| app.storage.rdds.get(&n))
             {
-                Some(r) => json_ok(&sql::rdd_info(r)),
+                Some(r) => json_ok(&sql::rdd_info_for(r, dialect)),
                 None => not_found(format!("no rdd found w/ id {id}")),
             }
         }
@@ -416,8 +434,11 @@ async fn per_app(
                 None => Some(default),
                 Some(v) => v.parse::<i32>().ok(),
             };
+            // Spark 3.5 pages by 20 unless told; 4 lists everything (and ignores the offset)
+            let default_length = if dialect.is_spark4() { -1 } else { 20 };
             // Jersey answers 404 to a query parameter that is not a number
-            let (Some(offset), Some(length)) = (int("offset", 0), int("length", -1)) else {
+            let (Some(offset), Some(length)) = (int("offset", 0), int("length", default_length))
+            else {
                 return not_found("Not Found".into());
             };
             let details = sql::bool_param(param(&ps, "details"), true);
@@ -425,7 +446,7 @@ async fn per_app(
             let now = catalog::now_ms();
             let v: Vec<_> = sql::list(app, offset, length)
                 .into_iter()
-                .map(|e| sql::execution_data(e, details, plan, now))
+                .map(|e| sql::execution_data(e, details, plan, now).for_dialect(dialect))
                 .collect();
             json_ok(&v)
         }
@@ -437,7 +458,9 @@ async fn per_app(
                 .ok()
                 .and_then(|n| app.sql.executions.get(&n))
             {
-                Some(e) => json_ok(&sql::execution_data(e, details, plan, catalog::now_ms())),
+                Some(e) => json_ok(
+                    &sql::execution_data(e, details, plan, catalog::now_ms()).for_dialect(dialect),
+                ),
                 None => not_found(format!("unknown query execution id: {id}")),
             }
         }

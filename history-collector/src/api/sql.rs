@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::dialect::Dialect;
 use super::json::{date, Ordered};
 use crate::model::sql::{Execution, SqlJobStatus};
 use crate::model::storage::{DistSnapshot, Rdd};
@@ -26,7 +27,9 @@ pub struct Node {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub whole_stage_codegen_id: Option<i64>,
     pub metrics: Vec<Metric>,
-    pub desc: String,
+    /// Spark 4 only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desc: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -54,10 +57,28 @@ pub struct ExecutionData {
     pub edges: Vec<Edge>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query_id: Option<String>,
+    /// These three: Spark 4 only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
-    pub root_execution_id: i64,
-    pub modified_configs: Ordered<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_execution_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified_configs: Option<Ordered<String>>,
+}
+
+impl ExecutionData {
+    /// The document as `dialect`'s server writes it (Spark 3.5's lacks Spark 4's fields).
+    pub fn for_dialect(mut self, dialect: Dialect) -> Self {
+        if !dialect.is_spark4() {
+            self.error_message = None;
+            self.root_execution_id = None;
+            self.modified_configs = None;
+            for n in &mut self.nodes {
+                n.desc = None;
+            }
+        }
+        self
+    }
 }
 
 /// The `WholeStageCodegen (<n>)` id of a cluster name.
@@ -100,7 +121,7 @@ pub fn execution_data(e: &Execution, details: bool, plan: bool, now_ms: i64) -> 
                     .filter(|c| c.name.trim().starts_with("WholeStageCodegen"))
                     .and_then(|c| codegen_id(&c.name)),
                 metrics,
-                desc: n.desc.clone(),
+                desc: Some(n.desc.clone()),
             });
         }
         // Spark sorts by id and reverses; a stable sort keeps equal ids in reverse order too
@@ -134,8 +155,8 @@ pub fn execution_data(e: &Execution, details: bool, plan: bool, now_ms: i64) -> 
         edges,
         query_id: e.query_id.clone(),
         error_message: e.error_message.clone(),
-        root_execution_id: e.root_execution_id,
-        modified_configs: Ordered(e.modified_configs.clone()),
+        root_execution_id: Some(e.root_execution_id),
+        modified_configs: Some(Ordered(e.modified_configs.clone())),
     }
 }
 
@@ -212,7 +233,14 @@ fn dist(d: DistSnapshot) -> RddDataDistribution {
     }
 }
 
+/// An RDD as Spark 4's server shows it.
 pub fn rdd_info(r: &Rdd) -> RddStorageInfo {
+    rdd_info_for(r, Dialect::Spark4)
+}
+
+/// An RDD as `dialect`'s server shows it (its executors' distributions in that Scala's
+/// hash-map order).
+pub fn rdd_info_for(r: &Rdd, dialect: Dialect) -> RddStorageInfo {
     let level = r.level.description();
     RddStorageInfo {
         id: r.id,
@@ -222,7 +250,9 @@ pub fn rdd_info(r: &Rdd) -> RddStorageInfo {
         storage_level: level,
         memory_used: r.memory_used,
         disk_used: r.disk_used,
-        data_distribution: r.distributions().map(|v| v.into_iter().map(dist).collect()),
+        data_distribution: r
+            .distributions(dialect.scala())
+            .map(|v| v.into_iter().map(dist).collect()),
         partitions: Some(
             r.partitions
                 .iter()
@@ -247,11 +277,11 @@ pub fn rdd_info(r: &Rdd) -> RddStorageInfo {
 }
 
 /// `/storage/rdd`: the RDDs with at least one cached partition.
-pub fn rdd_list(app: &App) -> Vec<RddStorageInfo> {
+pub fn rdd_list(app: &App, dialect: Dialect) -> Vec<RddStorageInfo> {
     app.storage
         .rdds
         .values()
         .filter(|r| !r.partitions.is_empty())
-        .map(rdd_info)
+        .map(|r| rdd_info_for(r, dialect))
         .collect()
 }

@@ -13,9 +13,13 @@
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use super::json::{date, stage_data, Ordered, StageData};
+use super::dialect::Dialect;
+use super::json::{
+    accumulable_data, date, scala_map, speculation_summary, stage_data, AccumulableData, Ordered,
+    StageData,
+};
 use super::{bad_request, json_ok, not_found, param, param_all, Entry};
-use crate::model::scala_order::{immutable_order, java_string_hash, long_hash};
+use crate::model::scala_order::{immutable_order_of, java_string_hash, long_hash};
 use crate::model::tasks::{ExecStageSummary, TaskRec, TaskState};
 use crate::model::{m, App, Stage, EXECUTOR_METRICS};
 use axum::response::Response;
@@ -238,7 +242,7 @@ pub struct TaskData {
     pub status: &'static str,
     pub task_locality: String,
     pub speculative: bool,
-    pub accumulator_updates: Vec<()>,
+    pub accumulator_updates: Vec<AccumulableData>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -248,7 +252,7 @@ pub struct TaskData {
     pub getting_result_time: i64,
 }
 
-pub fn task_data(app: &App, t: &TaskRec) -> TaskData {
+pub fn task_data(app: &App, t: &TaskRec, dialect: Dialect) -> TaskData {
     let specs = task_metric_specs();
     TaskData {
         task_id: t.task_id,
@@ -263,17 +267,17 @@ pub fn task_data(app: &App, t: &TaskRec) -> TaskData {
         status: t.status.as_str(),
         task_locality: t.locality.to_string(),
         speculative: t.speculative,
-        accumulator_updates: Vec::new(),
+        accumulator_updates: t.accumulables.iter().map(accumulable_data).collect(),
         error_message: t.error.clone(),
         task_metrics: t
             .metrics
             .as_ref()
             .map(|_| build(&specs, &mut |ex| N::I(eval(t, ex)))),
-        executor_logs: Ordered(
+        executor_logs: scala_map(
             app.executors
                 .get(t.executor_id.as_str())
-                .map(|e| e.executor_logs.clone())
-                .unwrap_or_default(),
+                .map_or(&[][..], |e| &e.executor_logs),
+            dialect,
         ),
         scheduler_delay: t.scheduler_delay(),
         getting_result_time: t.getting_result_time(),
@@ -281,7 +285,7 @@ pub fn task_data(app: &App, t: &TaskRec) -> TaskData {
 }
 
 /// Spark's `ExecutorStageSummary`.
-pub fn executor_stage_summary(s: &ExecStageSummary) -> N {
+pub fn executor_stage_summary(s: &ExecStageSummary, dialect: Dialect) -> N {
     let v = &s.metrics.v;
     let mut fields = vec![
         ("taskTime", N::I(s.task_time)),
@@ -301,7 +305,7 @@ pub fn executor_stage_summary(s: &ExecStageSummary) -> N {
         ("shuffleWriteRecords", N::I(v[m::SHUFFLE_WRITE_RECORDS])),
         ("memoryBytesSpilled", N::I(v[m::MEM_SPILL])),
         ("diskBytesSpilled", N::I(v[m::DISK_SPILL])),
-        ("isBlacklistedForStage", N::B(false)),
+        ("isBlacklistedForStage", N::B(s.is_excluded)),
     ];
     if let Some(p) = &s.peak {
         fields.push((
@@ -310,12 +314,13 @@ pub fn executor_stage_summary(s: &ExecStageSummary) -> N {
                 EXECUTOR_METRICS
                     .iter()
                     .zip(p.iter())
+                    .take(dialect.executor_metric_count())
                     .map(|(k, v)| (*k, N::I(*v)))
                     .collect(),
             ),
         ));
     }
-    fields.push(("isExcludedForStage", N::B(false)));
+    fields.push(("isExcludedForStage", N::B(s.is_excluded)));
     N::O(fields)
 }
 
@@ -332,10 +337,12 @@ fn quantiles_of(mut values: Vec<i64>, qs: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// The value Spark's store indexes a task under for a summary metric. Spark stores the
-/// metrics of tasks that did not succeed negated (`-v - 1`, SPARK-26260) and scans each
-/// index from 0, so those drop out of metric quantiles, but not out of `duration` (never
-/// negated) nor `schedulerDelay` (computed from the negated values, so large).
+/// The value Spark's store indexes a task under for a summary metric (`TaskDataWrapper`'s
+/// index getters). Spark stores the metrics of tasks that did not succeed negated
+/// (`-v - 1`, SPARK-26260) and scans each index from 0, so those tasks drop out of the
+/// metric quantiles, and so do tasks without metrics (-1), but not out of `duration`
+/// (never negated) nor `schedulerDelay`, which Spark computes from the metrics un-negated
+/// (`getMetricValue`). The shuffle totals add the stored (negated) values, as Spark does.
 fn indexed(t: &TaskRec, ex: Ex) -> i64 {
     let Some(mt) = &t.metrics else {
         return if matches!(ex, Ex::Duration) {
@@ -345,33 +352,38 @@ fn indexed(t: &TaskRec, ex: Ex) -> i64 {
         };
     };
     let ok = t.status == TaskState::Success;
-    let mv = |i: usize| if ok { mt.v[i] } else { -mt.v[i] - 1 };
+    let stored = |i: usize| if ok { mt.v[i] } else { -mt.v[i] - 1 };
     match ex {
-        M(i) => mv(i),
+        M(i) => stored(i),
         Ex::Duration => t.duration,
         Ex::GettingResult => t.getting_result_time(),
         Ex::SchedulerDelay => (t.duration
-            - mv(m::RUN_TIME)
-            - mv(m::DESER_TIME)
-            - mv(m::RESULT_SER)
+            - mt.v[m::RUN_TIME]
+            - mt.v[m::DESER_TIME]
+            - mt.v[m::RESULT_SER]
             - t.getting_result_time())
         .max(0),
-        Ex::ReadBytes => mv(m::SR_LOCAL_BYTES) + mv(m::SR_REMOTE_BYTES),
-        Ex::TotalBlocks => mv(m::SR_LOCAL_BLOCKS) + mv(m::SR_REMOTE_BLOCKS),
+        Ex::ReadBytes => stored(m::SR_LOCAL_BYTES) + stored(m::SR_REMOTE_BYTES),
+        Ex::TotalBlocks => stored(m::SR_LOCAL_BLOCKS) + stored(m::SR_REMOTE_BLOCKS),
     }
 }
 
-/// `taskSummary`, as Spark's in-memory store computes it: the positions come from the
-/// number of successful tasks, the values from every task whose indexed value is not
-/// negative (see [`indexed`]); `None` when no task succeeded.
+/// `taskSummary`, as Spark's `AppStatusStore.taskSummary` computes it: `count` is the
+/// number of tasks whose stored run time is not negative (the successful ones with
+/// metrics), quantile `q` is the value at `min(floor(q * count), count - 1)` among the tasks
+/// whose indexed value is not negative (see [`indexed`]), sorted; `None` when `count` is 0.
 pub fn task_summary(tasks: &[TaskRec], qs: &[f64]) -> Option<N> {
     let count = tasks
         .iter()
-        .filter(|t| t.status == TaskState::Success)
+        .filter(|t| indexed(t, M(m::RUN_TIME)) >= 0)
         .count();
     if count == 0 {
         return None;
     }
+    let positions: Vec<usize> = qs
+        .iter()
+        .map(|q| ((q * count as f64) as i64).clamp(0, count as i64 - 1) as usize)
+        .collect();
     let specs = distribution_specs();
     let N::O(mut fields) = build(&specs, &mut |ex| {
         let mut vals: Vec<i64> = tasks
@@ -381,11 +393,9 @@ pub fn task_summary(tasks: &[TaskRec], qs: &[f64]) -> Option<N> {
             .collect();
         vals.sort_unstable();
         N::D(
-            qs.iter()
-                .map(|q| {
-                    let i = ((q * count as f64) as i64).clamp(0, count as i64 - 1) as usize;
-                    vals.get(i).map_or(f64::NAN, |v| *v as f64)
-                })
+            positions
+                .iter()
+                .map(|i| vals.get(*i).map_or(f64::NAN, |v| *v as f64))
                 .collect(),
         )
     }) else {
@@ -396,7 +406,7 @@ pub fn task_summary(tasks: &[TaskRec], qs: &[f64]) -> Option<N> {
 }
 
 /// `executorMetricsDistributions`: quantiles over the executors' stage summaries.
-fn executor_distributions(sums: &[&ExecStageSummary], qs: &[f64]) -> Option<N> {
+fn executor_distributions(sums: &[&ExecStageSummary], qs: &[f64], dialect: Dialect) -> Option<N> {
     if sums.is_empty() {
         return None;
     }
@@ -428,6 +438,7 @@ fn executor_distributions(sums: &[&ExecStageSummary], qs: &[f64]) -> Option<N> {
             N::O(
                 EXECUTOR_METRICS
                     .iter()
+                    .take(dialect.executor_metric_count())
                     .enumerate()
                     .map(|(i, k)| {
                         // over the executors that reported metrics
@@ -443,6 +454,7 @@ fn executor_distributions(sums: &[&ExecStageSummary], qs: &[f64]) -> Option<N> {
 
 /// What `details`/`withSummaries` add to a stage.
 struct Extras<'a> {
+    dialect: Dialect,
     details: bool,
     summaries: bool,
     quantiles: Vec<f64>,
@@ -450,7 +462,7 @@ struct Extras<'a> {
 }
 
 fn stage_json(app: &App, st: &Stage, x: &Extras) -> StageData {
-    let mut d = stage_data(st);
+    let mut d = stage_data(st, x.dialect);
     if !app.tasks.peak_set.contains(&(st.stage_id, st.attempt_id)) {
         d.peak_executor_metrics = None;
     }
@@ -470,24 +482,35 @@ fn stage_json(app: &App, st: &Stage, x: &Extras) -> StageData {
         list.sort_by_key(|t| std::cmp::Reverse(t.task_id));
         let hashes: Vec<i32> = list.iter().map(|t| long_hash(t.task_id)).collect();
         d.tasks = Some(Ordered(
-            immutable_order(&hashes)
+            immutable_order_of(&hashes, x.dialect.scala())
                 .into_iter()
-                .map(|i| (list[i].task_id.to_string(), task_data(app, list[i])))
+                .map(|i| {
+                    (
+                        list[i].task_id.to_string(),
+                        task_data(app, list[i], x.dialect),
+                    )
+                })
                 .collect(),
         ));
         let execs: Vec<(&String, &ExecStageSummary)> = sums.iter().collect();
         let hashes: Vec<i32> = execs.iter().map(|(k, _)| java_string_hash(k)).collect();
         d.executor_summary = Some(Ordered(
-            immutable_order(&hashes)
+            immutable_order_of(&hashes, x.dialect.scala())
                 .into_iter()
-                .map(|i| (execs[i].0.clone(), executor_stage_summary(execs[i].1)))
+                .map(|i| {
+                    (
+                        execs[i].0.clone(),
+                        executor_stage_summary(execs[i].1, x.dialect),
+                    )
+                })
                 .collect(),
         ));
+        d.speculation_summary = st.speculation.as_ref().map(speculation_summary);
     }
     if x.summaries {
         d.task_metrics_distributions = task_summary(&tasks, &x.quantiles);
         let all: Vec<&ExecStageSummary> = sums.values().collect();
-        d.executor_metrics_distributions = executor_distributions(&all, &x.quantiles);
+        d.executor_metrics_distributions = executor_distributions(&all, &x.quantiles, x.dialect);
     }
     d
 }
@@ -533,7 +556,7 @@ fn task_statuses(ps: &[(String, String)], name: &str) -> Result<Vec<&'static str
 const DEFAULT_STAGE_QUANTILES: &str = "0.0,0.25,0.5,0.75,1.0";
 
 /// Answers `/stages[/...]` (`rest` is what follows `stages`).
-pub fn route(entry: &Entry, rest: &[&str], ps: &[(String, String)]) -> Response {
+pub fn route(entry: &Entry, rest: &[&str], ps: &[(String, String)], dialect: Dialect) -> Response {
     let app = &entry.app;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let num = |s: &str| s.parse::<i64>().ok();
@@ -557,6 +580,7 @@ pub fn route(entry: &Entry, rest: &[&str], ps: &[(String, String)]) -> Response 
                 Err(r) => return r,
             };
             let x = Extras {
+                dialect,
                 details: flag(ps, "details", false),
                 summaries: flag(ps, "withSummaries", false),
                 quantiles: qs,
@@ -579,6 +603,7 @@ pub fn route(entry: &Entry, rest: &[&str], ps: &[(String, String)]) -> Response 
                 Err(r) => return r,
             };
             let x = Extras {
+                dialect,
                 details: flag(ps, "details", true),
                 summaries: flag(ps, "withSummaries", false),
                 quantiles: qs,
@@ -604,6 +629,7 @@ pub fn route(entry: &Entry, rest: &[&str], ps: &[(String, String)]) -> Response 
                         Err(r) => return r,
                     };
                     let x = Extras {
+                        dialect,
                         details: flag(ps, "details", true),
                         summaries: flag(ps, "withSummaries", false),
                         quantiles: qs,
@@ -640,7 +666,7 @@ pub fn route(entry: &Entry, rest: &[&str], ps: &[(String, String)]) -> Response 
                         }
                     }
                 }
-                ["taskList"] => task_list(app, key, ps),
+                ["taskList"] => task_list(app, key, ps, dialect),
                 _ => not_found(format!("unknown resource: stages/{}", rest.join("/"))),
             }
         }
@@ -648,7 +674,7 @@ pub fn route(entry: &Entry, rest: &[&str], ps: &[(String, String)]) -> Response 
     }
 }
 
-fn task_list(app: &App, key: (i64, i64), ps: &[(String, String)]) -> Response {
+fn task_list(app: &App, key: (i64, i64), ps: &[(String, String)], dialect: Dialect) -> Response {
     let int = |name: &str, default: i64| -> Result<i64, Response> {
         match param(ps, name) {
             None => Ok(default),
@@ -686,7 +712,7 @@ fn task_list(app: &App, key: (i64, i64), ps: &[(String, String)]) -> Response {
         .filter(|t| statuses.is_empty() || statuses.contains(&t.status.as_str()))
         .skip(offset)
         .take(length)
-        .map(|t| task_data(app, t))
+        .map(|t| task_data(app, t, dialect))
         .collect();
     json_ok(&out)
 }

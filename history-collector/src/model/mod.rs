@@ -5,6 +5,9 @@
 //! totals) are the ones Spark's REST API reports. Only aggregates and small per-entity
 //! records are kept; no log text is retained.
 
+pub mod accumulables;
+mod exclusion;
+mod ordered;
 pub mod pipeline;
 pub mod scala_order;
 pub mod sql;
@@ -198,7 +201,23 @@ pub struct Stage {
     pub metrics: Metrics,
     pub resource_profile_id: i64,
     pub peak: [i64; 23],
+    /// Named accumulators, from the latest `Stage Info` (see [`accumulables`]).
+    pub accumulables: accumulables::StageAccumulables,
+    /// Executors excluded for this attempt (see [`exclusion`]).
+    pub excluded_executors: BTreeSet<String>,
+    /// Speculative task counts, once a speculative copy of a task started.
+    pub speculation: Option<Speculation>,
     live: bool,
+}
+
+/// Spark's `SpeculationStageSummary`: the speculative copies among a stage attempt's tasks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Speculation {
+    pub num_tasks: i64,
+    pub active: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub killed: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -235,6 +254,22 @@ pub struct Executor {
     pub disk_used: i64,
     pub used_on_heap: i64,
     pub used_off_heap: i64,
+    /// Excluded for the application (see [`exclusion`]).
+    pub is_excluded: bool,
+    /// Running stages it is excluded for.
+    pub excluded_in_stages: BTreeSet<i64>,
+}
+
+impl Executor {
+    /// Spark's `LiveExecutor.hostname`: the host it was added on, else the host of its
+    /// block manager's address.
+    pub fn hostname(&self) -> Option<&str> {
+        match (&self.host, &self.host_port) {
+            (Some(h), _) => Some(h),
+            (None, Some(hp)) => Some(hp.rsplit_once(':').map_or(hp.as_str(), |(h, _)| h.trim())),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -338,12 +373,25 @@ impl App {
         app.stats = stats;
         app.sql.finish_replay();
         app.storage.finish_replay(&app.executors);
-        app.tasks.finish(crate::api::catalog::now_ms());
+        // Spark's server counts a running task's time up to the application's last update:
+        // the log's modification time once it completed, the time of the scan while it runs
+        let last_update = if app.completed {
+            src.modified_ms
+        } else {
+            crate::api::catalog::now_ms()
+        };
+        app.tasks.finish(last_update);
         app
     }
 
     /// Applies one event.
     pub fn apply(&mut self, ev: &Value) {
+        self.apply_event(ev, None);
+    }
+
+    /// Applies one event; `line` is its text when known (for the maps whose order the
+    /// `Value` loses, see [`ordered`]).
+    pub(crate) fn apply_event(&mut self, ev: &Value, line: Option<&[u8]>) {
         self.events += 1;
         let Some(kind) = ev.get("Event").and_then(Value::as_str) else {
             return;
@@ -393,8 +441,16 @@ impl App {
                 self.spark_user = s(ev, "User").unwrap_or_default();
                 if let Some(logs) = ev.get("Driver Logs") {
                     if let Some(d) = self.executors.get_mut("driver") {
-                        d.executor_logs = pairs(Some(logs));
-                        d.attributes = pairs(ev.get("Driver Attributes"));
+                        match line.and_then(ordered::application_start) {
+                            Some((logs, attributes)) => {
+                                d.executor_logs = logs;
+                                d.attributes = attributes;
+                            }
+                            None => {
+                                d.executor_logs = pairs(Some(logs));
+                                d.attributes = pairs(ev.get("Driver Attributes"));
+                            }
+                        }
                     }
                 }
             }
@@ -434,7 +490,7 @@ impl App {
                         .unwrap_or(Value::Null),
                 });
             }
-            "SparkListenerExecutorAdded" => self.executor_added(ev),
+            "SparkListenerExecutorAdded" => self.executor_added(ev, line),
             "SparkListenerExecutorRemoved" => {
                 if let Some(e) = s(ev, "Executor ID").and_then(|id| self.executors.get_mut(&id)) {
                     e.is_active = false;
@@ -468,6 +524,7 @@ impl App {
             "SparkListenerTaskStart"
             | "SparkListenerTaskGettingResult"
             | "SparkListenerTaskEnd" => self.task_event(kind, ev),
+            k if exclusion::is_exclusion_event(k) => self.exclusion_event(k, ev),
             "SparkListenerStageExecutorMetrics" => {
                 if let (Some(id), Some(m)) = (s(ev, "Executor ID"), ev.get("Executor Metrics")) {
                     if let Some(e) = self.executors.get_mut(&id) {
@@ -514,10 +571,12 @@ impl App {
                 disk_used: 0,
                 used_on_heap: 0,
                 used_off_heap: 0,
+                is_excluded: false,
+                excluded_in_stages: BTreeSet::new(),
             })
     }
 
-    fn executor_added(&mut self, ev: &Value) {
+    fn executor_added(&mut self, ev: &Value, line: Option<&[u8]>) {
         let Some(id) = s(ev, "Executor ID") else {
             return;
         };
@@ -539,8 +598,16 @@ impl App {
         e.is_active = true;
         e.total_cores = i(&info, "Total Cores").unwrap_or(0);
         e.max_tasks = e.total_cores / cpus;
-        e.executor_logs = pairs(info.get("Log Urls"));
-        e.attributes = pairs(info.get("Attributes"));
+        match line.and_then(ordered::executor_added) {
+            Some((logs, attributes)) => {
+                e.executor_logs = logs;
+                e.attributes = attributes;
+            }
+            None => {
+                e.executor_logs = pairs(info.get("Log Urls"));
+                e.attributes = pairs(info.get("Attributes"));
+            }
+        }
         e.resources = info
             .get("Resources")
             .cloned()
@@ -575,6 +642,9 @@ impl App {
             metrics: Metrics::default(),
             resource_profile_id: 0,
             peak: [0; 23],
+            accumulables: Default::default(),
+            excluded_executors: BTreeSet::new(),
+            speculation: None,
             live: true,
         });
         st.name = s(info, "Stage Name").unwrap_or_default();
@@ -584,6 +654,8 @@ impl App {
         st.completion_time = i(info, "Completion Time");
         st.failure_reason = s(info, "Failure Reason");
         st.resource_profile_id = i(info, "Resource Profile Id").unwrap_or(0);
+        st.accumulables =
+            accumulables::StageAccumulables::from_stage_info(info.get("Accumulables"));
         st.rdd_ids = info
             .get("RDD Info")
             .and_then(Value::as_array)
@@ -743,6 +815,7 @@ impl App {
             Some(st) if st.live => {}
             _ => return,
         }
+        self.stage_exclusions_end((id, attempt));
         let Some(st) = self.stage_from_info(info) else {
             return;
         };

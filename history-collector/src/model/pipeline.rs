@@ -426,15 +426,16 @@ mod tests {
         let j = |v: &dyn erased::Ser| v.json();
         let mut out = vec![app.events.to_string()];
         out.extend(app.jobs.values().map(|x| j(&json::job_data(x))));
-        out.extend(app.stages.values().map(|x| j(&json::stage_data(x))));
+        let d = crate::api::Dialect::default();
+        out.extend(app.stages.values().map(|x| j(&json::stage_data(x, d))));
         out.extend(
             app.executors
                 .values()
-                .map(|x| j(&json::executor_summary(x, 0))),
+                .map(|x| j(&json::executor_summary(x, 0, d))),
         );
         for key in app.stages.keys() {
             let tasks = app.tasks.stage_tasks(*key);
-            out.extend(tasks.iter().map(|t| j(&stages::task_data(app, t))));
+            out.extend(tasks.iter().map(|t| j(&stages::task_data(app, t, d))));
         }
         out.join("\n")
     }

@@ -874,18 +874,56 @@ fn tenths(num: i128, den: i128) -> String {
     format!("{}{}.{}", if neg { "-" } else { "" }, t / 10, t % 10)
 }
 
-/// Spark's `Utils.msDurationToString`.
+/// Spark's `Utils.msDurationToString`: `"%.1f s".formatLocal(locale, t.toFloat / second)`
+/// and the like, so the quotient is a `Float`, and Java's formatter rounds half up the
+/// shortest decimal digits of that float widened to a double (1050 ms is "1.0 s": the float
+/// nearest 1.05 is below it).
 pub fn ms_duration_to_string(ms: i64) -> String {
-    let ms = ms as i128;
+    let quotient = |unit: f32| (ms as f32 / unit) as f64;
     if ms < 1000 {
         format!("{ms} ms")
     } else if ms < 60_000 {
-        format!("{} s", tenths(ms, 100))
+        format!("{} s", java_fixed(quotient(1000.0), 1))
     } else if ms < 3_600_000 {
-        format!("{} m", tenths(ms, 6_000))
+        format!("{} m", java_fixed(quotient(60_000.0), 1))
     } else {
-        let h = (ms * 2 + 36_000) / 72_000; // hundredths, half up
-        format!("{}.{:02} h", h / 100, h % 100)
+        format!("{} h", java_fixed(quotient(3_600_000.0), 2))
+    }
+}
+
+/// `String.format("%.{prec}f", v)` for a finite, non-negative double: its shortest decimal
+/// digits (what `Double.toString` prints) rounded half up to `prec` places.
+fn java_fixed(v: f64, prec: u32) -> String {
+    let sci = format!("{:e}", v.abs());
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i64 = exp.parse().unwrap_or(0);
+    let digits: Vec<u8> = mant
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|c| c - b'0')
+        .collect();
+    // the value is 0.d1 d2 ... x 10^(exp + 1): count it in units of 10^-prec
+    let keep = exp + 1 + i64::from(prec);
+    let digit = |i: i64| -> u128 {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| digits.get(i))
+            .map_or(0, |d| u128::from(*d))
+    };
+    let mut units: u128 = (0..keep.max(0)).fold(0, |acc, i| acc * 10 + digit(i));
+    if keep >= 0 && digit(keep) >= 5 {
+        units += 1;
+    }
+    let scale = 10u128.pow(prec);
+    if prec == 0 {
+        units.to_string()
+    } else {
+        format!(
+            "{}.{:0width$}",
+            units / scale,
+            units % scale,
+            width = prec as usize
+        )
     }
 }
 
@@ -972,9 +1010,32 @@ mod tests {
         // half up, as Java's formatter rounds
         assert_eq!(bytes_to_string(2_359_296), "2.3 MiB");
         assert_eq!(ms_duration_to_string(828), "828 ms");
-        assert_eq!(ms_duration_to_string(1250), "1.3 s");
-        assert_eq!(ms_duration_to_string(90_000), "1.5 m");
-        assert_eq!(ms_duration_to_string(5_400_000), "1.50 h");
+        // as Java 17 printed them (`String.format(Locale.US, "%.1f s", (float) t / 1000)`)
+        for (ms, java) in [
+            (1250, "1.3 s"),
+            (2050, "2.0 s"),
+            (2070, "2.1 s"),
+            (1050, "1.0 s"),
+            (1150, "1.1 s"),
+            (1350, "1.4 s"),
+            (1450, "1.5 s"),
+            (2150, "2.2 s"),
+            (3050, "3.0 s"),
+            (59950, "60.0 s"),
+            (90000, "1.5 m"),
+            (5400000, "1.50 h"),
+            (3650000, "1.01 h"),
+            (1005, "1.0 s"),
+            (9950, "9.9 s"),
+            (10050, "10.1 s"),
+            (12345, "12.3 s"),
+            (33333, "33.3 s"),
+            (150000, "2.5 m"),
+            (7206000, "2.00 h"),
+            (4325000, "1.20 h"),
+        ] {
+            assert_eq!(ms_duration_to_string(ms), java, "{ms} ms");
+        }
         assert_eq!(group_thousands(1234567), "1,234,567");
         assert_eq!(average(12345), "1,234.5");
         assert_eq!(average(10), "1");

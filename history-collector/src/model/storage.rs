@@ -118,7 +118,10 @@ pub struct Rdd {
 impl Rdd {
     /// The per-executor distributions, in Spark's (hash map) order; `None` when there are
     /// none, as Spark reports it.
-    pub fn distributions(&self) -> Option<Vec<DistSnapshot>> {
+    pub fn distributions(
+        &self,
+        scala: super::scala_order::ScalaVersion,
+    ) -> Option<Vec<DistSnapshot>> {
         if self.dists.is_empty() {
             return None;
         }
@@ -128,7 +131,7 @@ impl Rdd {
             .map(|d| super::scala_order::java_string_hash(&d.executor))
             .collect();
         Some(
-            super::scala_order::mutable_order(&hashes)
+            super::scala_order::mutable_order(&hashes, scala)
                 .into_iter()
                 .filter_map(|i| self.dists[i].last.clone())
                 .collect(),

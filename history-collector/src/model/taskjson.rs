@@ -16,6 +16,7 @@
 
 use compact_str::CompactString;
 
+use super::accumulables::{self, AccumulableInfo};
 use super::tasks::{
     InputIn, OutputIn, PeakMetrics, PushIn, ReadIn, Reason, TaskEndEvent, TaskInfo, TaskMetricsIn,
     TaskStartEvent, WriteIn,
@@ -117,6 +118,7 @@ fn task_info(c: &mut Cur, t: &mut TaskInfo) -> P<()> {
         b"Finish Time",
         b"Failed",
         b"Killed",
+        b"Accumulables",
     ];
     c.fields(KEYS, |c, k| {
         match k {
@@ -132,11 +134,134 @@ fn task_info(c: &mut Cur, t: &mut TaskInfo) -> P<()> {
             9 => t.getting_result_time = c.int()?,
             10 => t.finish_time = c.int()?,
             11 => t.failed = c.boolean()?,
-            _ => t.killed = c.boolean()?,
+            12 => t.killed = c.boolean()?,
+            _ => {
+                if !c.null() {
+                    accumulables(c, &mut t.accumulables)?;
+                }
+            }
         }
         Some(())
     })
     .map(drop)
+}
+
+/// A JSON value read for its text (see `model::accumulables`): what the fast path can
+/// render as serde would, or `Other` (read over) when it cannot.
+enum Text<'a> {
+    Str(&'a [u8]),
+    Int(i64),
+    Float(f64),
+    Null,
+    Other,
+}
+
+impl Text<'_> {
+    /// The text serde would give, `None` for `Other`.
+    fn render(&self) -> P<Option<String>> {
+        match self {
+            Text::Str(s) => Some(Some(std::str::from_utf8(s).ok()?.to_string())),
+            Text::Int(v) => Some(Some(v.to_string())),
+            Text::Float(v) => Some(Some(accumulables::java_double(*v))),
+            Text::Null => Some(None),
+            Text::Other => None,
+        }
+    }
+}
+
+fn text<'a>(c: &mut Cur<'a>) -> P<Text<'a>> {
+    Some(match c.peek()? {
+        b'"' => Text::Str(c.str()?),
+        b'n' => {
+            if !c.null() {
+                return None;
+            }
+            Text::Null
+        }
+        b'-' | b'0'..=b'9' => match c.int() {
+            Some(v) => Text::Int(v),
+            None => {
+                let start = c.i;
+                c.number()?;
+                let t = std::str::from_utf8(&c.b[start..c.i]).ok()?;
+                // what serde reads as a float; `-0` and integers out of range it reads
+                // otherwise
+                if !t.contains(['.', 'e', 'E']) {
+                    return Some(Text::Other);
+                }
+                Text::Float(t.parse().ok()?)
+            }
+        },
+        _ => {
+            c.skip(1)?;
+            Text::Other
+        }
+    })
+}
+
+/// A task's `Accumulables`: the ones the API shows, appended to `out` in log order. Most
+/// are Spark's own task metrics (hidden); a shown one whose text the fast path cannot
+/// render leaves the line to serde.
+fn accumulables(c: &mut Cur, out: &mut Vec<AccumulableInfo>) -> P<()> {
+    c.eat(b'[')?;
+    if c.peek()? == b']' {
+        c.i += 1;
+        return Some(());
+    }
+    loop {
+        accumulable(c, out)?;
+        match c.peek()? {
+            b',' => c.i += 1,
+            b']' => {
+                c.i += 1;
+                return Some(());
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn accumulable(c: &mut Cur, out: &mut Vec<AccumulableInfo>) -> P<()> {
+    const KEYS: &[&[u8]] = &[
+        b"ID",
+        b"Name",
+        b"Update",
+        b"Value",
+        b"Internal",
+        b"Count Failed Values",
+        b"Metadata",
+    ];
+    let mut id = 0;
+    let (mut name, mut update, mut value, mut metadata) =
+        (Text::Null, Text::Null, Text::Null, Text::Null);
+    let mut internal = false;
+    let seen = c.fields(KEYS, |c, k| {
+        match k {
+            0 => id = c.int()?,
+            1 => name = text(c)?,
+            2 => update = text(c)?,
+            3 => value = text(c)?,
+            4 => internal = !c.null() && c.boolean()?,
+            5 => c.skip(1)?,
+            _ => metadata = text(c)?,
+        }
+        Some(())
+    })?;
+    // serde requires the id
+    if seen & 1 == 0 {
+        return None;
+    }
+    let is_sql = matches!(metadata, Text::Str(m) if m == b"sql");
+    if internal || is_sql {
+        return Some(());
+    }
+    out.push(AccumulableInfo {
+        id,
+        name: name.render()?,
+        update: update.render()?,
+        value: value.render()?,
+    });
+    Some(())
 }
 
 /// `{"Reason":"Success"}` into `r` (a default reason); any other reason is left to serde.
@@ -609,7 +734,7 @@ mod tests {
 
     /// A Spark 3.5 task end with accumulables, executor metrics, push-based shuffle metrics and
     /// updated blocks.
-    const END: &str = r#"{"Event":"SparkListenerTaskEnd","Stage ID":0,"Stage Attempt ID":0,"Task Type":"ShuffleMapTask","Task End Reason":{"Reason":"Success"},"Task Info":{"Task ID":1,"Index":1,"Attempt":0,"Partition ID":1,"Launch Time":1795639979301,"Executor ID":"driver","Host":"localhost","Locality":"PROCESS_LOCAL","Speculative":false,"Getting Result Time":0,"Finish Time":1795639979629,"Failed":false,"Killed":false,"Accumulables":[{"ID":1534,"Name":"data size","Update":"168","Value":"168","Internal":true,"Count Failed Values":true,"Metadata":"sql"},{"ID":1564,"Name":"internal.metrics.executorDeserializeTime","Update":13,"Value":13,"Internal":true,"Count Failed Values":true},{"ID":9,"Name":"x","Update":-1.5e-3,"Value":null,"Internal":false,"Count Failed Values":false}]},"Task Executor Metrics":{"JVMHeapMemory":12,"JVMOffHeapMemory":0,"OnHeapExecutionMemory":0,"OffHeapExecutionMemory":0,"OnHeapStorageMemory":0,"OffHeapStorageMemory":0,"OnHeapUnifiedMemory":0,"OffHeapUnifiedMemory":0,"DirectPoolMemory":0,"MappedPoolMemory":0,"ProcessTreeJVMVMemory":0,"ProcessTreeJVMRSSMemory":0,"ProcessTreePythonVMemory":0,"ProcessTreePythonRSSMemory":0,"ProcessTreeOtherVMemory":0,"ProcessTreeOtherRSSMemory":0,"MinorGCCount":3,"MinorGCTime":0,"MajorGCCount":0,"MajorGCTime":0,"TotalGCTime":0},"Task Metrics":{"Executor Deserialize Time":301,"Executor Deserialize CPU Time":48436302,"Executor Run Time":3855,"Executor CPU Time":102590864,"Peak Execution Memory":0,"Result Size":2233,"JVM GC Time":0,"Result Serialization Time":19,"Memory Bytes Spilled":0,"Disk Bytes Spilled":0,"Shuffle Read Metrics":{"Remote Blocks Fetched":0,"Local Blocks Fetched":2,"Fetch Wait Time":0,"Remote Bytes Read":0,"Remote Bytes Read To Disk":0,"Local Bytes Read":157,"Total Records Read":3,"Remote Requests Duration":0,"Push Based Shuffle":{"Corrupt Merged Block Chunks":0,"Merged Fetch Fallback Count":0,"Merged Remote Blocks Fetched":0,"Merged Local Blocks Fetched":0,"Merged Remote Chunks Fetched":0,"Merged Local Chunks Fetched":0,"Merged Remote Bytes Read":0,"Merged Local Bytes Read":0,"Merged Remote Requests Duration":7}},"Shuffle Write Metrics":{"Shuffle Bytes Written":140,"Shuffle Write Time":48272450,"Shuffle Records Written":2},"Input Metrics":{"Bytes Read":0,"Records Read":0},"Output Metrics":{"Bytes Written":0,"Records Written":0},"Updated Blocks":[]}}"#;
+    const END: &str = r#"{"Event":"SparkListenerTaskEnd","Stage ID":0,"Stage Attempt ID":0,"Task Type":"ShuffleMapTask","Task End Reason":{"Reason":"Success"},"Task Info":{"Task ID":1,"Index":1,"Attempt":0,"Partition ID":1,"Launch Time":1795639979301,"Executor ID":"driver","Host":"localhost","Locality":"PROCESS_LOCAL","Speculative":false,"Getting Result Time":0,"Finish Time":1795639979629,"Failed":false,"Killed":false,"Accumulables":[{"ID":0,"Name":"parity.records","Update":"100","Value":"100","Internal":false,"Count Failed Values":false},{"ID":3,"Name":"tags","Update":"[p1]","Value":"[p1, p0]","Internal":false,"Count Failed Values":false},{"ID":1534,"Name":"data size","Update":"168","Value":"168","Internal":true,"Count Failed Values":true,"Metadata":"sql"},{"ID":1564,"Name":"internal.metrics.executorDeserializeTime","Update":13,"Value":13,"Internal":true,"Count Failed Values":true},{"ID":9,"Name":"x","Update":-1.5e-3,"Value":null,"Internal":false,"Count Failed Values":false}]},"Task Executor Metrics":{"JVMHeapMemory":12,"JVMOffHeapMemory":0,"OnHeapExecutionMemory":0,"OffHeapExecutionMemory":0,"OnHeapStorageMemory":0,"OffHeapStorageMemory":0,"OnHeapUnifiedMemory":0,"OffHeapUnifiedMemory":0,"DirectPoolMemory":0,"MappedPoolMemory":0,"ProcessTreeJVMVMemory":0,"ProcessTreeJVMRSSMemory":0,"ProcessTreePythonVMemory":0,"ProcessTreePythonRSSMemory":0,"ProcessTreeOtherVMemory":0,"ProcessTreeOtherRSSMemory":0,"MinorGCCount":3,"MinorGCTime":0,"MajorGCCount":0,"MajorGCTime":0,"TotalGCTime":0},"Task Metrics":{"Executor Deserialize Time":301,"Executor Deserialize CPU Time":48436302,"Executor Run Time":3855,"Executor CPU Time":102590864,"Peak Execution Memory":0,"Result Size":2233,"JVM GC Time":0,"Result Serialization Time":19,"Memory Bytes Spilled":0,"Disk Bytes Spilled":0,"Shuffle Read Metrics":{"Remote Blocks Fetched":0,"Local Blocks Fetched":2,"Fetch Wait Time":0,"Remote Bytes Read":0,"Remote Bytes Read To Disk":0,"Local Bytes Read":157,"Total Records Read":3,"Remote Requests Duration":0,"Push Based Shuffle":{"Corrupt Merged Block Chunks":0,"Merged Fetch Fallback Count":0,"Merged Remote Blocks Fetched":0,"Merged Local Blocks Fetched":0,"Merged Remote Chunks Fetched":0,"Merged Local Chunks Fetched":0,"Merged Remote Bytes Read":0,"Merged Local Bytes Read":0,"Merged Remote Requests Duration":7}},"Shuffle Write Metrics":{"Shuffle Bytes Written":140,"Shuffle Write Time":48272450,"Shuffle Records Written":2},"Input Metrics":{"Bytes Read":0,"Records Read":0},"Output Metrics":{"Bytes Written":0,"Records Written":0},"Updated Blocks":[]}}"#;
 
     /// A failed attempt: its reason is left to serde.
     const FAILED: &str = r#"{"Event":"SparkListenerTaskEnd","Stage ID":2,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"ExceptionFailure","Class Name":"E","Description":"boom","Stack Trace":[],"Full Stack Trace":"E: boom","Accumulables":[]},"Task Info":{"Task ID":5,"Index":0,"Attempt":0,"Partition ID":0,"Launch Time":1,"Executor ID":"1","Host":"h","Locality":"ANY","Speculative":true,"Getting Result Time":0,"Finish Time":9,"Failed":true,"Killed":false,"Accumulables":[]},"Task Metrics":null}"#;

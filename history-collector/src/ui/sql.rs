@@ -116,7 +116,7 @@ pub async fn execution_page(
             n.whole_stage_codegen_id
                 .map(|c| format!(" (codegen {c})"))
                 .unwrap_or_default(),
-            esc(&n.desc)
+            esc(n.desc.as_deref().unwrap_or(""))
         );
         if !n.metrics.is_empty() {
             out.push_str("<ul class=\"metrics\">");
