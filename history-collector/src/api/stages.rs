@@ -716,3 +716,76 @@ fn task_list(app: &App, key: (i64, i64), ps: &[(String, String)], dialect: Diale
         .collect();
     json_ok(&out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Metrics, METRIC_COUNT};
+
+    fn task(id: i64, status: TaskState, duration: i64, run: i64, deser: i64) -> TaskRec {
+        let mut v = [0; METRIC_COUNT];
+        v[m::RUN_TIME] = run;
+        v[m::DESER_TIME] = deser;
+        TaskRec {
+            task_id: id,
+            index: id,
+            attempt: 0,
+            partition_id: id,
+            launch_time: 1_000,
+            result_fetch_start: 0,
+            duration,
+            executor_id: "1".into(),
+            host: "h".into(),
+            status,
+            locality: "PROCESS_LOCAL".into(),
+            speculative: false,
+            error: None,
+            metrics: Some(Metrics { v }),
+            accumulables: Vec::new(),
+        }
+    }
+
+    fn quantiles(n: &N, name: &str) -> Vec<f64> {
+        let N::O(fields) = n else { panic!("an object") };
+        match fields.iter().find(|(k, _)| *k == name) {
+            Some((_, N::D(v))) => v.clone(),
+            _ => panic!("no {name}"),
+        }
+    }
+
+    /// Spark's store indexes a failed task's scheduler delay from its real metrics, so it
+    /// sorts among the successful ones; its run time stays out (stored negated), and the
+    /// positions come from the four successful tasks only.
+    #[test]
+    fn summary_indexes_tasks_as_sparks_store() {
+        let tasks = vec![
+            task(1, TaskState::Success, 100, 80, 10), // delay 10
+            task(2, TaskState::Success, 120, 90, 14), // delay 16
+            task(3, TaskState::Success, 100, 80, 6),  // delay 14
+            task(4, TaskState::Success, 50, 40, 8),   // delay 2
+            task(5, TaskState::Failed, 30, 10, 8),    // delay 12
+            TaskRec {
+                metrics: None,
+                status: TaskState::Running,
+                duration: 5000,
+                ..task(6, TaskState::Running, 0, 0, 0)
+            },
+        ];
+        let qs = [0.0, 0.25, 0.5, 0.75, 0.95];
+        let s = task_summary(&tasks, &qs).expect("successful tasks");
+        // delays 2, 10, 12, 14, 16: positions floor(q * 4)
+        assert_eq!(
+            quantiles(&s, "schedulerDelay"),
+            [2.0, 10.0, 12.0, 14.0, 14.0]
+        );
+        // run times of the successful tasks only
+        assert_eq!(
+            quantiles(&s, "executorRunTime"),
+            [40.0, 80.0, 80.0, 90.0, 90.0]
+        );
+        // durations of every task, the running one's too
+        assert_eq!(quantiles(&s, "duration"), [30.0, 50.0, 100.0, 100.0, 100.0]);
+        // no successful task with metrics: no summary
+        assert!(task_summary(&tasks[4..], &qs).is_none());
+    }
+}
