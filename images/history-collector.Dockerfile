@@ -22,5 +22,5 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/history-collector /usr/local/bin/history-collector
 USER 65532:65532
-EXPOSE 18080
+EXPOSE 18080 18081
 ENTRYPOINT ["/usr/local/bin/history-collector"]

@@ -2,7 +2,8 @@
 //! the config file of its ConfigMap (ports and paths moved to loopback and a temp dir), talking
 //! to the fake Kubernetes API server as if in a pod. Then
 //! - every readiness and liveness probe of its container answers as Kubernetes expects;
-//! - the API calls it makes are all granted by its ClusterRole, and every grant is used;
+//! - the API calls it makes are all granted by its ClusterRole, and every grant is used (the
+//!   history-collector's TokenReviews by an agent that presents a driver pod's token);
 //! - on SIGTERM it exits 0 within the pod's terminationGracePeriodSeconds.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -298,6 +299,48 @@ async fn exercise(objects: &[Object], w: &Workload<'_>) {
             }
         }
     }
+
+    // the collector's ingest: a driver's agent presents its pod's token for the configured
+    // audience, which the collector checks with a TokenReview
+    let _agent = (w.name == "history-collector").then(|| {
+        let table: toml::Table = text.parse().expect("config TOML");
+        let aud = table
+            .get("ingest-audience")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let old = table
+            .get("ingest-port")
+            .and_then(|v| v.as_integer())
+            .expect("the collector's config names its ingest-port");
+        let auds: Vec<&str> = aud.split(',').filter(|a| !a.is_empty()).collect();
+        let token = fake.issue_token("spark-apps", "default", Some("app-driver"), &auds);
+        let events = tmp.path().join("agent-events");
+        std::fs::create_dir_all(&events).expect("agent dir");
+        std::fs::write(
+            events.join("spark-0123456789abcdef"),
+            "{\"Event\":\"SparkListenerLogStart\",\"Spark Version\":\"3.5.7\"}\n",
+        )
+        .expect("event log");
+        let token_file = tmp.path().join("agent-token");
+        std::fs::write(&token_file, token).expect("token");
+        let child = Command::new(&bin)
+            .arg("agent")
+            .arg("--event-log-dir")
+            .arg(&events)
+            .args(["--collector", &format!("http://127.0.0.1:{}", ports[&old])])
+            .arg("--token-file")
+            .arg(&token_file)
+            .args(["--poll-interval", "100ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the agent");
+        Running {
+            child,
+            name: "history-collector agent".into(),
+        }
+    });
 
     // let it do its Kubernetes work for a moment, then compare with its grants
     tokio::time::sleep(Duration::from_secs(3)).await;

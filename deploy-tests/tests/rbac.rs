@@ -10,8 +10,18 @@ use std::path::Path;
 use sidecars_deploy_tests::manifest::Object;
 use sidecars_deploy_tests::{deploy, repo_root};
 
-/// (resource, verbs) in the core API group.
+/// (resource, verbs); resources are in the core API group except those in [`GROUPS`].
 type Rule = (&'static str, &'static [&'static str]);
+
+/// The API group of each resource outside the core group.
+const GROUPS: &[(&str, &str)] = &[("tokenreviews", "authentication.k8s.io")];
+
+fn group_of(resource: &str) -> &'static str {
+    GROUPS
+        .iter()
+        .find(|(r, _)| *r == resource)
+        .map_or("", |(_, g)| *g)
+}
 
 /// (service account, rules).
 const GRANTS: &[(&str, &[Rule])] = &[
@@ -19,7 +29,12 @@ const GRANTS: &[(&str, &[Rule])] = &[
     ("staging-server", &[("pods", &["get", "list", "watch"])]),
     (
         "history-collector",
-        &[("pods", &["get", "list", "watch"]), ("pods/log", &["get"])],
+        &[
+            ("pods", &["get", "list", "watch"]),
+            ("pods/log", &["get"]),
+            // agents' tokens are checked with TokenReviews
+            ("tokenreviews", &["create"]),
+        ],
     ),
 ];
 
@@ -61,14 +76,14 @@ fn rendered_rbac_is_the_table() {
                 for s in b.subjects.iter().flatten() {
                     let set = granted.entry(s.name.clone()).or_default();
                     for r in role.rules.iter().flatten() {
-                        assert_eq!(
-                            r.api_groups,
-                            Some(vec![String::new()]),
-                            "{}: core group only",
-                            b.role_ref.name
-                        );
                         assert!(r.resource_names.is_none() && r.non_resource_urls.is_none());
                         for res in r.resources.iter().flatten() {
+                            assert_eq!(
+                                r.api_groups,
+                                Some(vec![group_of(res).to_string()]),
+                                "{}: {res} in its own API group only",
+                                b.role_ref.name
+                            );
                             for v in &r.verbs {
                                 assert_ne!(v, "*", "{}: wildcard verb", b.role_ref.name);
                                 assert_ne!(res, "*", "{}: wildcard resource", b.role_ref.name);
@@ -148,7 +163,15 @@ fn calls(code: &str) -> BTreeSet<(String, String)> {
     if code.contains(".log_stream(") || code.contains(".logs(") {
         out.insert(("pods/log".to_string(), "get".to_string()));
     }
+    // a TokenReview is created to check a token: that is what its create is for
+    let reviews = uses_kind("TokenReview") || code.contains("authentication::v1::{TokenReview");
+    if reviews && code.contains(".create(") {
+        out.insert(("tokenreviews".to_string(), "create".to_string()));
+    }
     for forbidden in [".delete(", ".create(", ".patch(", ".replace(", ".evict("] {
+        if forbidden == ".create(" && reviews {
+            continue;
+        }
         // on an Api<...> these would need write verbs nobody is granted
         if code.contains("kube::") && code.contains(&format!("api{forbidden}")) {
             out.insert(("<write>".to_string(), forbidden.to_string()));
@@ -182,4 +205,6 @@ fn the_source_reader_sees_kube_calls() {
     assert!(c.contains(&("pods".into(), "watch".into())));
     assert!(c.contains(&("pods/log".into(), "get".into())));
     assert!(!c.iter().any(|(r, _)| r == "namespaces"));
+    let review = "use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec}; let api: Api<TokenReview> = Api::all(c); api.create(&pp, &r)";
+    assert!(calls(review).contains(&("tokenreviews".into(), "create".into())));
 }

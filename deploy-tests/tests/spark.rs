@@ -163,13 +163,46 @@ fn driver_template_streams_the_event_log_to_the_collector() {
     assert_eq!(value("--event-log-dir"), dir);
     assert_eq!(
         value("--collector"),
-        collector_url(),
-        "the agent sends to the collector Service"
+        collector_url("ingest"),
+        "the agent sends to the collector Service's ingest port"
+    );
+    // its token: the pod's service-account token, projected for the collector's audience
+    let token = value("--token-file");
+    let (mount_dir, file) = token.rsplit_once('/').expect("a token path");
+    let mount = agent
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == mount_dir)
+        .expect("the agent mounts its token");
+    let projected = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.projected.clone())
+        .expect("a projected token volume");
+    let sat = projected
+        .sources
+        .iter()
+        .flatten()
+        .find_map(|s| s.service_account_token.clone())
+        .expect("a serviceAccountToken source");
+    assert_eq!(sat.path, file);
+    let config: toml::Table =
+        std::fs::read_to_string(repo_root().join("deploy/history-collector/config.toml"))
+            .expect("collector config")
+            .parse()
+            .expect("TOML");
+    assert_eq!(
+        sat.audience.as_deref(),
+        config.get("ingest-audience").and_then(|v| v.as_str()),
+        "the token is for the audience the collector checks"
     );
 }
 
-/// http://<service>.<namespace>.svc:<port> of the history-collector in deploy/.
-fn collector_url() -> String {
+/// http://<service>.<namespace>.svc:<port> of the history-collector's port `name` in deploy/.
+fn collector_url(name: &str) -> String {
     let objects = deploy::rendered().unwrap_or_else(|e| panic!("{e:#}"));
     let svc = objects
         .iter()
@@ -183,8 +216,12 @@ fn collector_url() -> String {
     let port = svc
         .spec
         .and_then(|s| s.ports)
-        .and_then(|p| p.first().map(|p| p.port))
-        .expect("port");
+        .and_then(|p| {
+            p.iter()
+                .find(|p| p.name.as_deref() == Some(name))
+                .map(|p| p.port)
+        })
+        .unwrap_or_else(|| panic!("no port {name}"));
     let ns = svc.metadata.namespace.expect("namespace");
     format!("http://history-collector.{ns}.svc:{port}")
 }
@@ -192,7 +229,7 @@ fn collector_url() -> String {
 #[test]
 fn log_links_point_at_the_collector() {
     let conf = spark_defaults();
-    let base = collector_url();
+    let base = collector_url("http");
     let exec = &conf["spark.executorEnv.SPARK_LOG_URL_STDOUT"];
     assert_eq!(
         exec,

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use history_collector::api;
+use history_collector::server;
 
 const LIMIT: Duration = Duration::from_secs(2);
 
@@ -68,7 +68,7 @@ async fn new_and_updated_logs_are_listed_within_two_seconds() {
     }
     let stop = tokio_util::sync::CancellationToken::new();
     // the interval main.rs uses by default (--poll-interval 1s)
-    let router = api::service(
+    let router = server::service(
         std::slice::from_ref(&d),
         "",
         Duration::from_secs(1),

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use history_collector::api::{self, Catalog};
-use history_collector::eventlog::Codec;
+use history_collector::logdir::codec::{decoder, Codec};
 
 /// A small deterministic generator (xorshift64*), so a failure replays with its seed.
 struct Rng(u64);
@@ -97,16 +97,16 @@ fn codecs_survive_random_input() {
     let good = good_log("x", "x");
     for round in 0..3000 {
         for (codec, suffix) in [
-            (Codec::None, ""),
-            (Codec::Lz4, "lz4"),
-            (Codec::Lzf, "lzf"),
-            (Codec::Snappy, "snappy"),
-            (Codec::Zstd, "zstd"),
+            (None, ""),
+            (Some(Codec::Lz4), "lz4"),
+            (Some(Codec::Lzf), "lzf"),
+            (Some(Codec::Snappy), "snappy"),
+            (Some(Codec::Zstd), "zstd"),
         ] {
             let body = damaged(&mut rng, suffix, &good);
             // decoding may fail, never panic nor run away: damaged input ends in an error
             // or a short stream
-            let decoded = codec.reader(&body[..]);
+            let decoded = decoder(codec, &body[..]);
             if let Ok(r) = decoded {
                 let mut sink = Vec::new();
                 let _ =

@@ -76,6 +76,8 @@ fn start_agent(dir: &Path, port: u16) -> Daemon {
         .arg("--event-log-dir")
         .arg(dir)
         .args(["--collector", &format!("http://127.0.0.1:{port}")])
+        .arg("--token-file")
+        .arg(token_file())
         .args(["--poll-interval", "100ms", "--shutdown-timeout", "5s"])
         .args(["--log-level", "warn"])
         .stdout(Stdio::null())

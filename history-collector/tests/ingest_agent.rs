@@ -21,6 +21,8 @@ fn start_agent(dir: &str, port: u16) -> Daemon {
             "--collector",
             &format!("http://127.0.0.1:{port}"),
         ])
+        .arg("--token-file")
+        .arg(token_file())
         .args(["--poll-interval", "100ms", "--shutdown-timeout", "5s"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

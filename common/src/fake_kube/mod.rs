@@ -9,7 +9,12 @@
 //! - `pods/{name}/log` with `container`, `follow`, `timestamps`, `sinceTime`, `sinceSeconds`,
 //!   `tailLines`, `limitBytes`; a follow stays open, streams lines appended later, and ends when
 //!   the pod is deleted or reaches phase `Succeeded`/`Failed`;
-//! - namespaces: list, watch, get (namespace `default` exists from the start).
+//! - namespaces: list, watch, get (namespace `default` exists from the start);
+//! - `tokenreviews` (authentication.k8s.io/v1, create) for service-account tokens issued
+//!   with [`FakeApiServer::issue_token`]: a token bound to a pod stops authenticating once
+//!   that pod (that uid) is gone, as a real bound token does; audiences are checked as the
+//!   real server checks them (a token without audiences has the API server's,
+//!   [`API_AUDIENCE`]).
 //!
 //! Watches behave like the real server's: without a resourceVersion (or with "0") they start
 //! with synthetic `ADDED` events for what exists; with a resourceVersion they replay the changes
@@ -75,6 +80,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
+
+/// The audience of a token issued without one (the API server's own).
+pub const API_AUDIENCE: &str = "https://kubernetes.default.svc";
+
+/// A service-account token the fake server knows.
+#[derive(Debug, Clone)]
+struct IssuedToken {
+    namespace: String,
+    service_account: String,
+    /// (name, uid) of the pod the token is bound to.
+    pod: Option<(String, String)>,
+    audiences: Vec<String>,
+}
 
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(1);
@@ -142,7 +160,11 @@ impl ApiCall {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
-        let rest = path.strip_prefix("/api/v1/")?;
+        // the core group (`/api/v1/`) or a named one (`/apis/<group>/<version>/`)
+        let rest = match path.strip_prefix("/api/v1/") {
+            Some(r) => r,
+            None => path.strip_prefix("/apis/")?.splitn(3, '/').nth(2)?,
+        };
         let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let (namespace, resource, name, sub) = match segs.as_slice() {
             ["namespaces"] => (None, "namespaces", None, None),
@@ -191,6 +213,8 @@ struct Store {
     watch_epoch: CancellationToken,
     /// (verb, resource) pairs that answer 403.
     forbidden: BTreeSet<(String, String)>,
+    /// Service-account tokens TokenReviews accept.
+    tokens: HashMap<String, IssuedToken>,
 }
 
 struct Shared {
@@ -303,6 +327,7 @@ impl FakeApiServer {
                 requests: Vec::new(),
                 watch_epoch: CancellationToken::new(),
                 forbidden: BTreeSet::new(),
+                tokens: HashMap::new(),
             }),
             changes,
             poke,
@@ -409,6 +434,41 @@ impl FakeApiServer {
         stored
             .and_then(|v| serde_json::from_value(v).ok())
             .expect("a stored Pod always deserialises")
+    }
+
+    /// Issues a service-account token of `namespace`/`service_account` that TokenReviews
+    /// accept: bound to the pod `pod` (its current uid) if given, for `audiences` (none: the
+    /// API server's, [`API_AUDIENCE`]).
+    pub fn issue_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        pod: Option<&str>,
+        audiences: &[&str],
+    ) -> String {
+        let token = format!("fake-sa-{}", uuid::Uuid::new_v4().simple());
+        let mut store = self.shared.lock();
+        let pod = pod.map(|name| {
+            let key = (Kind::Pod, namespace.to_string(), name.to_string());
+            let uid = store
+                .objects
+                .get(&key)
+                .and_then(|p| p.pointer("/metadata/uid"))
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("issue_token: no pod {namespace}/{name}"))
+                .to_string();
+            (name.to_string(), uid)
+        });
+        store.tokens.insert(
+            token.clone(),
+            IssuedToken {
+                namespace: namespace.to_string(),
+                service_account: service_account.to_string(),
+                pod,
+                audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            },
+        );
+        token
     }
 
     /// Deletes a pod at once (a `DELETED` event); ends log follows on it. False if absent.
@@ -637,6 +697,10 @@ fn router(shared: Arc<Shared>) -> Router {
             get(get_pod).delete(delete_pod),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
+        .route(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            axum::routing::post(token_review),
+        )
         .fallback(unknown)
         .layer(middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -701,6 +765,89 @@ async fn unknown(req: Request) -> Response {
             req.method(),
             req.uri().path()
         ),
+    )
+}
+
+/// `POST tokenreviews`: authenticates a token issued by [`FakeApiServer::issue_token`].
+async fn token_review(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let review: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(format!("cannot decode the TokenReview: {e}")),
+    };
+    let token = review
+        .pointer("/spec/token")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let wanted: Vec<String> = review
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let denied = |why: &str| json!({"authenticated": false, "error": why});
+    let status = {
+        let store = shared.lock();
+        match store.tokens.get(token) {
+            None => denied("invalid bearer token"),
+            Some(t) => {
+                let has: Vec<String> = if t.audiences.is_empty() {
+                    vec![API_AUDIENCE.to_string()]
+                } else {
+                    t.audiences.clone()
+                };
+                let want = if wanted.is_empty() {
+                    vec![API_AUDIENCE.to_string()]
+                } else {
+                    wanted.clone()
+                };
+                let common: Vec<&String> = want.iter().filter(|a| has.contains(a)).collect();
+                let pod_ok = t.pod.as_ref().is_none_or(|(name, uid)| {
+                    store
+                        .objects
+                        .get(&(Kind::Pod, t.namespace.clone(), name.clone()))
+                        .and_then(|p| p.pointer("/metadata/uid"))
+                        .and_then(Value::as_str)
+                        == Some(uid.as_str())
+                });
+                if common.is_empty() {
+                    denied("token audiences is invalid for the target audiences")
+                } else if !pod_ok {
+                    denied("the pod the token was bound to does not exist any more")
+                } else {
+                    let mut extra = serde_json::Map::new();
+                    if let Some((name, uid)) = &t.pod {
+                        extra.insert(
+                            "authentication.kubernetes.io/pod-name".into(),
+                            json!([name]),
+                        );
+                        extra.insert("authentication.kubernetes.io/pod-uid".into(), json!([uid]));
+                    }
+                    json!({
+                        "authenticated": true,
+                        "audiences": common,
+                        "user": {
+                            "username": format!("system:serviceaccount:{}:{}", t.namespace, t.service_account),
+                            "uid": uuid::Uuid::new_v4().to_string(),
+                            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{}", t.namespace), "system:authenticated"],
+                            "extra": extra,
+                        }
+                    })
+                }
+            }
+        }
+    };
+    json_response(
+        StatusCode::CREATED,
+        &json!({
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "spec": review.get("spec").cloned().unwrap_or(Value::Null),
+            "status": status,
+        }),
     )
 }
 
@@ -1257,6 +1404,10 @@ mod tests {
         assert_eq!(
             c(Method::GET, "/api/v1/namespaces/s"),
             pair("get", "namespaces")
+        );
+        assert_eq!(
+            c(Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews"),
+            pair("create", "tokenreviews")
         );
         assert_eq!(c(Method::GET, "/version"), None);
         let full = ApiCall::from_request(&Method::GET, "/api/v1/namespaces/s/pods/p/log").unwrap();

@@ -4,8 +4,9 @@
 //! `eventlog_v2_<id>/` followed by every file of that directory (event files and the
 //! `appstatus_` marker; Hadoop's hidden `.crc` checksum files are not listed).
 //!
-//! The files are read from where the catalog found the log: a local event-log directory, or
-//! the object store (a file still growing is read as its stored parts, as one stream).
+//! The files are read from where the catalog found the log: a local event-log directory
+//! (listed and opened as the catalog does, never through a link), or the object store (a
+//! file still growing is read as its stored parts, as one stream).
 //! The zip is streamed: a blocking task deflates file after file into a channel that feeds
 //! the response body, so a large log is never held in memory.
 
@@ -36,15 +37,15 @@ fn is_checksum(name: &str) -> bool {
 /// The names of the files in the rolling directory `dir` of `origin`, sorted.
 async fn rolling_files(origin: &Origin, dir: &str) -> io::Result<Vec<String>> {
     let mut names: Vec<String> = match origin {
-        Origin::Dir(d) => {
-            let path = d.join(dir);
-            std::fs::read_dir(&path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
-                .flatten()
-                .filter(|d| d.file_type().is_ok_and(|t| t.is_file()))
-                .map(|d| d.file_name().to_string_lossy().into_owned())
-                .collect()
-        }
+        // the one scanner: regular files Spark named, no link followed
+        Origin::Dir(d) => crate::eventlog::scan_dir(d)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", d.display())))?
+            .into_iter()
+            .filter_map(|f| {
+                let name = f.name.rel.strip_prefix(dir)?.strip_prefix('/')?;
+                Some(name.to_string())
+            })
+            .collect(),
         Origin::Store { store, log, .. } => store
             .list_files(log)
             .await

@@ -3,6 +3,11 @@
 //! codes, computed from the replayed [`crate::model::App`]s in a [`Catalog`]. The catalog
 //! reads the local event-log directories and the object store ingest writes to (local disk
 //! or S3), so applications stay visible after their driver's pod and disk are gone.
+//!
+//! Read ACLs apply as in Spark's History Server ([`crate::access`]): the list and an
+//! application's (or attempt's) summary are answered to every authenticated user, every
+//! other per-application path only to users who may view the application; others get
+//! Spark's 403, `user "<name>" is not authorized`.
 
 pub mod catalog;
 pub mod dialect;
@@ -24,7 +29,8 @@ pub use catalog::{Catalog, Entry};
 pub use dialect::Dialect;
 use json::*;
 
-use crate::ingest::layout::LogStore;
+use crate::access::Viewer;
+use crate::clock::now_ms;
 use crate::model::JobStatus;
 
 /// The Spark version whose History Server this API mirrors by default (what `/version`
@@ -34,51 +40,6 @@ pub const SPARK_API_VERSION: &str = "4.3.0";
 /// The server version to answer as: the router's `Extension<Dialect>` layer, if any.
 fn dialect_of(ext: Option<Extension<Dialect>>) -> Dialect {
     ext.map(|Extension(d)| d).unwrap_or_default()
-}
-
-/// The API and the UI over `event_log_dirs` (Spark's `spark.eventLog.dir`s) and, when
-/// `storage_url` is a `file://` URL, the copies ingest keeps there; rescanned every `every`
-/// until `stop`. For any store (`s3://` too) use [`service_with_store`].
-pub fn service(
-    event_log_dirs: &[std::path::PathBuf],
-    storage_url: &str,
-    every: std::time::Duration,
-    stop: tokio_util::sync::CancellationToken,
-) -> Router {
-    let store = match storage_url.strip_prefix("file://") {
-        Some(path) => match sidecars_common::objstore::FileStore::new(path) {
-            Ok(fs) => Some(LogStore::new(Arc::new(fs))),
-            Err(e) => {
-                tracing::warn!(storage = %storage_url, error = %e, "cannot open the store: its event logs are not served");
-                None
-            }
-        },
-        None if storage_url.is_empty() => None,
-        None => {
-            tracing::warn!(storage = %storage_url, "api::service opens only file:// stores: use service_with_store");
-            None
-        }
-    };
-    service_with_store(event_log_dirs, store, every, stop)
-}
-
-/// The API and the UI over `event_log_dirs` and every event log in the ingest `store`
-/// (`file://` or `s3://`: logs copied from the directories, shipped by agents, and
-/// in-progress logs stored as parts); rescanned every `every` until `stop`. Call it within
-/// the Tokio runtime.
-pub fn service_with_store(
-    event_log_dirs: &[std::path::PathBuf],
-    store: Option<LogStore>,
-    every: std::time::Duration,
-    stop: tokio_util::sync::CancellationToken,
-) -> Router {
-    let catalog = match store {
-        Some(store) => Catalog::with_store(event_log_dirs.to_vec(), store),
-        None => Catalog::new(event_log_dirs.to_vec()),
-    };
-    let catalog = Arc::new(catalog);
-    tokio::spawn(catalog.clone().run(every, stop));
-    router(catalog.clone()).merge(crate::ui::router(catalog))
 }
 
 /// The `/api/v1` routes.
@@ -266,7 +227,7 @@ async fn applications(
         Some(Ok(n)) => n,
         Some(Err(_)) => return bad_request("limit must be a number".into()),
     };
-    let now = catalog::now_ms();
+    let now = now_ms();
     let mut out = Vec::new();
     for (id, attempts) in grouped(&catalog) {
         // as Spark: an application is running if its latest attempt is, and it is kept if
@@ -319,9 +280,15 @@ fn unknown_app(app_id: &str, tail: &[&str]) -> String {
     }
 }
 
+/// Whether `viewer` may view the attempt `e`.
+pub fn may_view(viewer: &Viewer, e: &Entry) -> bool {
+    viewer.may_view(&e.app.spark_user, e.app.acls.as_ref())
+}
+
 async fn per_app(
     State(catalog): State<Arc<Catalog>>,
     dialect: Option<Extension<Dialect>>,
+    viewer: Viewer,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
@@ -351,9 +318,20 @@ async fn per_app(
             (e.clone(), &tail[1..])
         }
     };
+    // everything below shows the application's contents: its ACLs decide (the zip of all
+    // attempts needs every attempt's)
+    let zip_all = sub == ["logs"] && tail.first() == Some(&"logs");
+    let allowed = if zip_all {
+        attempts.iter().all(|e| may_view(&viewer, e))
+    } else {
+        may_view(&viewer, &entry)
+    };
+    if !allowed {
+        return viewer.forbidden_api();
+    }
     if sub == ["logs"] {
         // all attempts unless one was named, as Spark zips them
-        return if tail.first() == Some(&"logs") {
+        return if zip_all {
             logs_zip::response(&attempts, app_id, format!("eventLogs-{app_id}.zip")).await
         } else {
             let attempt = entry.app.attempt_id.clone().unwrap_or_default();
@@ -443,7 +421,7 @@ async fn per_app(
             };
             let details = sql::bool_param(param(&ps, "details"), true);
             let plan = sql::bool_param(param(&ps, "planDescription"), true);
-            let now = catalog::now_ms();
+            let now = now_ms();
             let v: Vec<_> = sql::list(app, offset, length)
                 .into_iter()
                 .map(|e| sql::execution_data(e, details, plan, now).for_dialect(dialect))
@@ -458,9 +436,9 @@ async fn per_app(
                 .ok()
                 .and_then(|n| app.sql.executions.get(&n))
             {
-                Some(e) => json_ok(
-                    &sql::execution_data(e, details, plan, catalog::now_ms()).for_dialect(dialect),
-                ),
+                Some(e) => {
+                    json_ok(&sql::execution_data(e, details, plan, now_ms()).for_dialect(dialect))
+                }
                 None => not_found(format!("unknown query execution id: {id}")),
             }
         }

@@ -3,28 +3,32 @@
 //!
 //! A log is either one file (`<appId>[_<attempt>][.<codec>][.inprogress]`) or a rolling
 //! directory (`eventlog_v2_<appId>[_<attempt>]/` with `events_<n>_...` files and an
-//! `appstatus_...[.inprogress]` marker). The same rules find logs in a local event-log
-//! directory ([`scan_dir`]) and in the copies ingest keeps in the object store
-//! ([`sources_from`] over [`LogStore::list_all_eventlogs`], where a file still growing is
-//! a run of parts that [`LogStore::open_eventlog`] reads as one stream).
+//! `appstatus_...[.inprogress]` marker). The same rules ([`crate::logdir::names`]) find logs
+//! in a local event-log directory ([`scan_dir`], through the one scanner ingest uses too:
+//! regular files only, no symbolic link followed) and in the copies ingest keeps in the
+//! object store ([`sources_from`] over [`LogStore::list_all_eventlogs`], where a file still
+//! growing is a run of parts that [`LogStore::open_eventlog`] reads as one stream). A local
+//! file is opened relative to its directory without following links
+//! ([`crate::logdir::open`]), so nothing outside a watched directory is read.
 //!
 //! Every reader streams: a log is decoded block by block and parsed line by line, and no raw
 //! text outlives its line; a stored file is read through the store's async reader, waited
 //! on from the blocking replay thread. Lines that do not parse (a truncated last line,
-//! corrupt bytes, an undecodable block) are skipped and counted, never fatal.
+//! corrupt bytes, an undecodable block) are skipped and counted, never fatal; so are lines
+//! longer than the log's `max_line_bytes`, which are never held whole in memory.
 
-pub mod codec;
-
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
-pub use codec::Codec;
+pub use crate::logdir::codec::Codec;
 
 use crate::ingest::layout::{LogFile, LogStore, EVENTLOGS};
+use crate::logdir::codec::decoder;
+use crate::logdir::names::{self, Kind};
+use crate::logdir::open::Root;
+use crate::logdir::scan::{self, Found};
 use sidecars_common::objstore::BlockingReader;
 
 /// Where the files of a log are read from.
@@ -87,12 +91,7 @@ impl Origin {
     /// `spawn_blocking`), never from async code.
     pub fn open(&self, rel: &str) -> io::Result<Box<dyn Read + Send>> {
         match self {
-            Origin::Dir(d) => {
-                let path = d.join(rel);
-                let f = File::open(&path)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-                Ok(Box::new(f))
-            }
+            Origin::Dir(d) => Ok(Box::new(Root::open(d)?.open_file(rel)?)),
             Origin::Store { store, log, rt } => {
                 let (_, reader) = rt.block_on(store.open_eventlog(log, rel)).map_err(|e| {
                     io::Error::other(format!(
@@ -131,6 +130,8 @@ pub struct LogSource {
     pub in_progress: bool,
     /// Total size of `files` in bytes.
     pub size: u64,
+    /// Lines longer than this are skipped when the log is replayed.
+    pub max_line_bytes: usize,
     /// Modification time of the newest file, in ms since the epoch: what Spark shows as
     /// "last updated" of a finished application.
     pub modified_ms: i64,
@@ -140,7 +141,6 @@ impl LogSource {
     /// The name ingest stores the log under, `<appId>[_<attemptId>]`, when `name` is one
     /// Spark writes.
     pub fn log_name(&self) -> Option<String> {
-        use crate::ingest::names;
         match names::rolling_dir(&self.name) {
             Some(log) => Some(log.to_string()),
             None => names::single(&self.name).map(|n| n.log),
@@ -148,92 +148,57 @@ impl LogSource {
     }
 }
 
-const ROLLING_PREFIX: &str = "eventlog_v2_";
-
-fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// Every event-log file directly under `dir` or in its rolling directories (see
+/// [`crate::logdir::scan`]: regular files only, no link followed), by relative path.
+pub fn scan_dir(dir: &Path) -> io::Result<Vec<Found>> {
+    scan::scan(&Root::open(dir)?)
 }
 
-/// Hidden files and Hadoop's checksum side files (`.<name>.crc`) are not logs.
-fn ignored(name: &str) -> bool {
-    name.starts_with('.') || name.ends_with(".crc")
-}
-
-/// Every event log directly under `dir`, in name order. Entries that cannot be read are
-/// left out (and logged), so one bad entry never hides the others.
-pub fn scan_dir(dir: &Path) -> io::Result<Vec<LogSource>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if ignored(&name) {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if !name.starts_with(ROLLING_PREFIX) {
-                continue;
-            }
-            let inner = match std::fs::read_dir(&path) {
-                Ok(rd) => rd,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot read rolling event log");
-                    continue;
-                }
-            };
-            for e in inner.flatten() {
-                let fname = e.file_name().to_string_lossy().into_owned();
-                let Ok(m) = e.metadata() else { continue };
-                if m.is_file() {
-                    files.push(SourceFile {
-                        rel: format!("{name}/{fname}"),
-                        len: m.len(),
-                        modified_ms: mtime_ms(&m),
-                    });
-                }
-            }
-        } else if meta.is_file() {
-            files.push(SourceFile {
-                rel: name,
-                len: meta.len(),
-                modified_ms: mtime_ms(&meta),
-            });
-        }
-    }
-    let origin = Origin::Dir(dir.to_path_buf());
-    Ok(sources_from(
-        origin,
-        files.into_iter().map(|f| (f, true)).collect(),
-    ))
+/// The logs `files` of a local directory make up (see [`sources_from`]).
+pub fn dir_sources(dir: &Path, files: Vec<Found>, max_line_bytes: usize) -> Vec<LogSource> {
+    sources_from(
+        Origin::Dir(dir.to_path_buf()),
+        files
+            .into_iter()
+            .map(|f| {
+                (
+                    SourceFile {
+                        rel: f.name.rel,
+                        len: f.meta.size,
+                        modified_ms: f.meta.modified_ms,
+                    },
+                    f.complete,
+                )
+            })
+            .collect(),
+        max_line_bytes,
+    )
 }
 
 /// The logs `files` (relative paths with their size and time, and whether each is
-/// complete) make up, in name order: every top-level file is a single-file log, every
-/// `eventlog_v2_*` directory with a status marker and event files a rolling log.
-pub fn sources_from(origin: Origin, files: Vec<(SourceFile, bool)>) -> Vec<LogSource> {
+/// complete) make up, in name order: every file Spark names as a single-file log is one, and
+/// every `eventlog_v2_*` directory with a status marker and event files is a rolling log.
+/// Names are classified by [`crate::logdir::names`], as ingest classifies them.
+pub fn sources_from(
+    origin: Origin,
+    files: Vec<(SourceFile, bool)>,
+    max_line_bytes: usize,
+) -> Vec<LogSource> {
     use std::collections::BTreeMap;
     let mut out = Vec::new();
     let mut rolling: BTreeMap<String, Vec<(SourceFile, bool)>> = BTreeMap::new();
     for (f, complete) in files {
         match f.rel.split_once('/') {
-            None if !ignored(&f.rel) => out.push(LogSource {
+            None if names::single(&f.rel).is_some() => out.push(LogSource {
                 origin: origin.clone(),
                 name: f.rel.clone(),
                 in_progress: f.rel.ends_with(".inprogress") || !complete,
                 size: f.len,
+                max_line_bytes,
                 modified_ms: f.modified_ms,
                 files: vec![f],
             }),
-            Some((dir, name))
-                if dir.starts_with(ROLLING_PREFIX) && !name.contains('/') && !ignored(name) =>
-            {
+            Some((dir, name)) if names::rolling_file(dir, name).is_some() => {
                 rolling
                     .entry(dir.to_string())
                     .or_default()
@@ -243,7 +208,7 @@ pub fn sources_from(origin: Origin, files: Vec<(SourceFile, bool)>) -> Vec<LogSo
         }
     }
     for (dir, files) in rolling {
-        if let Some(src) = rolling_source(&origin, &dir, files) {
+        if let Some(src) = rolling_source(&origin, &dir, files, max_line_bytes) {
             out.push(src);
         }
     }
@@ -258,6 +223,7 @@ pub fn stored_sources(
     rt: &tokio::runtime::Handle,
     log: &str,
     files: Vec<LogFile>,
+    max_line_bytes: usize,
 ) -> Vec<LogSource> {
     let origin = Origin::Store {
         store: store.clone(),
@@ -279,27 +245,24 @@ pub fn stored_sources(
                 )
             })
             .collect(),
+        max_line_bytes,
     )
 }
 
-/// The index `n` of an `events_<n>_<appId>...` file name.
-fn event_file_index(name: &str) -> Option<u64> {
-    name.strip_prefix("events_")?
-        .split('_')
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn rolling_source(origin: &Origin, dir: &str, files: Vec<(SourceFile, bool)>) -> Option<LogSource> {
+fn rolling_source(
+    origin: &Origin,
+    dir: &str,
+    files: Vec<(SourceFile, bool)>,
+    max_line_bytes: usize,
+) -> Option<LogSource> {
     let mut events = Vec::new();
     let mut in_progress = None;
     for (f, complete) in files {
         let fname = f.rel.rsplit('/').next().unwrap_or_default();
-        if fname.starts_with("appstatus_") {
-            in_progress = Some(fname.ends_with(".inprogress"));
-        } else if let Some(idx) = event_file_index(fname) {
-            events.push((idx, f, complete));
+        match names::rolling_file(dir, fname).map(|n| n.kind) {
+            Some(Kind::AppStatus { in_progress: p }) => in_progress = Some(p),
+            Some(Kind::Events { index }) => events.push((index, f, complete)),
+            _ => {}
         }
     }
     // Spark skips a rolling directory without its status marker or event files
@@ -324,6 +287,7 @@ fn rolling_source(origin: &Origin, dir: &str, files: Vec<(SourceFile, bool)>) ->
         files: events.into_iter().map(|(_, f, _)| f).collect(),
         in_progress: in_progress || !all_stored,
         size,
+        max_line_bytes,
         modified_ms,
     })
 }
@@ -339,6 +303,9 @@ pub struct ReadStats {
     /// Of those, files whose source failed (could not be opened, or a read from the store
     /// failed): not the log's fault, so a later scan replays the log again.
     pub unreadable: u64,
+    /// Lines longer than the log's `max_line_bytes`, skipped without being read whole
+    /// (also counted in `skipped`).
+    pub long_lines: u64,
 }
 
 /// Notes whether the reader under a decoder failed, so a failed read of the source is told
@@ -383,11 +350,12 @@ pub fn replay_blocks(src: &LogSource, f: &mut impl FnMut(Block) -> Block) -> Rea
             inner: input,
             failed: failed.clone(),
         };
-        let codec = Codec::from_file_name(&file.rel);
+        let codec = Codec::of_file_name(&file.rel);
         spare = read_blocks(
             codec,
             BufReader::with_capacity(READ_BYTES, input),
             &what,
+            src.max_line_bytes,
             &mut stats,
             spare,
             f,
@@ -466,16 +434,18 @@ impl Block {
     }
 }
 
-/// Decodes one stream into blocks handed to `f`; returns the block to fill next.
+/// Decodes one stream into blocks handed to `f`; returns the block to fill next. A line
+/// longer than `max_line` is dropped as it is read (the buffer never holds more of it).
 fn read_blocks(
-    codec: Codec,
+    codec: Option<Codec>,
     input: impl Read,
     what: &str,
+    max_line: usize,
     stats: &mut ReadStats,
     mut block: Block,
     f: &mut impl FnMut(Block) -> Block,
 ) -> Block {
-    let mut decoded = match codec.reader(input) {
+    let mut decoded = match decoder(codec, input) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(file = %what, error = %e, "cannot decode event log");
@@ -485,6 +455,8 @@ fn read_blocks(
     };
     // where the last whole line of `block` ends (which comes empty: fresh, or from `hand_over`)
     let mut whole = 0;
+    // inside a line too long to keep: drop bytes up to its newline
+    let mut skipping = false;
     loop {
         let room = block.room(READ_BYTES);
         let n = match decoded.read(room) {
@@ -509,11 +481,34 @@ fn read_blocks(
             }
             return hand_over(block, f);
         }
-        let read = &block.buf[block.len..block.len + n];
-        if let Some(nl) = memchr::memrchr(b'\n', read) {
-            whole = block.len + nl + 1;
-        }
+        let start = block.len;
         block.len += n;
+        if skipping {
+            match memchr::memchr(b'\n', &block.buf[start..block.len]) {
+                Some(i) => {
+                    let rest = start + i + 1;
+                    block.buf.copy_within(rest..block.len, start);
+                    block.len -= rest - start;
+                    skipping = false;
+                }
+                None => {
+                    block.len = start;
+                    continue;
+                }
+            }
+        }
+        if let Some(nl) = memchr::memrchr(b'\n', &block.buf[start..block.len]) {
+            whole = start + nl + 1;
+        }
+        if block.len - whole > max_line {
+            if stats.long_lines == 0 {
+                tracing::warn!(file = %what, max_line_bytes = max_line, "skipping an event line longer than the longest kept (--max-event-line-size)");
+            }
+            stats.long_lines += 1;
+            stats.skipped += 1;
+            block.len = whole;
+            skipping = true;
+        }
         if whole >= BLOCK_BYTES {
             // hand over the whole lines; the start of the next line moves to the next block
             let tail = block.buf[whole..block.len].to_vec();
@@ -552,7 +547,7 @@ mod tests {
     /// Decodes one stream and hands every non-empty line to `f`, which says whether it was a
     /// valid event.
     fn replay_reader(
-        codec: Codec,
+        codec: Option<Codec>,
         input: impl Read,
         what: &str,
         stats: &mut ReadStats,
@@ -563,6 +558,7 @@ mod tests {
             codec,
             input,
             what,
+            usize::MAX,
             stats,
             Block::default(),
             &mut each_line(f, &mut counts),
@@ -592,15 +588,19 @@ mod tests {
         let data = b"{\"Event\":\"A\"}\nnot json\n\n{\"Event\":\"B\"}\n{\"Event\":\"C\",\"x\":";
         let mut got = Vec::new();
         let mut stats = ReadStats::default();
-        replay_reader(Codec::None, &data[..], "t", &mut stats, &mut |line| {
-            match serde_json::from_slice::<serde_json::Value>(line) {
+        replay_reader(
+            None,
+            &data[..],
+            "t",
+            &mut stats,
+            &mut |line| match serde_json::from_slice::<serde_json::Value>(line) {
                 Ok(v) if v.is_object() => {
                     got.push(v["Event"].as_str().unwrap_or_default().to_string());
                     true
                 }
                 _ => false,
-            }
-        });
+            },
+        );
         assert_eq!(got, ["A", "B"]);
         assert_eq!(stats.skipped, 2);
         assert_eq!(stats.lines, 4);
@@ -645,20 +645,46 @@ mod tests {
         }
         let mut got: Vec<Vec<u8>> = Vec::new();
         let mut stats = ReadStats::default();
-        replay_reader(
-            Codec::None,
-            Dribble(&data, 0),
-            "t",
-            &mut stats,
-            &mut |line| {
-                got.push(line.to_vec());
-                true
-            },
-        );
+        replay_reader(None, Dribble(&data, 0), "t", &mut stats, &mut |line| {
+            got.push(line.to_vec());
+            true
+        });
         assert_eq!(got.len(), want.len());
         assert!(got == want, "lines differ");
         assert_eq!(stats.lines as usize, want.len());
         assert_eq!(stats.skipped, 0);
+    }
+
+    /// A line longer than the limit is dropped as it streams by: the lines around it come
+    /// out whole, and the buffer never holds the long one.
+    #[test]
+    fn long_lines_are_skipped_without_being_held() {
+        let mut data = Vec::new();
+        data.extend_from_slice(b"{\"Event\":\"A\"}\n");
+        data.extend(std::iter::repeat_n(b'x', 5 << 20));
+        data.extend_from_slice(b"\n{\"Event\":\"B\"}\n");
+        data.extend(std::iter::repeat_n(b'y', 3 << 20));
+        let mut got = Vec::new();
+        let mut stats = ReadStats::default();
+        let mut biggest = 0;
+        read_blocks(
+            None,
+            &data[..],
+            "t",
+            1 << 20,
+            &mut stats,
+            Block::default(),
+            &mut |b: Block| {
+                biggest = biggest.max(b.buf.len());
+                for l in b.lines() {
+                    got.push(String::from_utf8_lossy(l).into_owned());
+                }
+                b
+            },
+        );
+        assert_eq!(got, ["{\"Event\":\"A\"}", "{\"Event\":\"B\"}"]);
+        assert_eq!((stats.long_lines, stats.skipped), (2, 2));
+        assert!(biggest < 3 << 20, "buffer grew to {biggest}");
     }
 
     fn file(rel: &str, len: u64) -> SourceFile {
@@ -687,6 +713,7 @@ mod tests {
                 (file("eventlog_v2_b/events_1_b", 5), true),
                 (file("eventlog_v2_a/deeper/x", 1), true),
             ],
+            1 << 20,
         );
         let names: Vec<_> = found.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["eventlog_v2_a", "local-1", "local-2.zstd"]);
@@ -717,7 +744,7 @@ mod tests {
         std::fs::write(r.join("events_10_spark-3.zstd"), b"").unwrap();
         std::fs::write(r.join("events_2_spark-3.zstd"), b"").unwrap();
         std::fs::create_dir(d.join("eventlog_v2_empty")).unwrap();
-        let found = scan_dir(d).unwrap();
+        let found = dir_sources(d, scan_dir(d).unwrap(), 1 << 20);
         let names: Vec<_> = found.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,

@@ -2,6 +2,11 @@
 //! event-log dir (an emptyDir shared with the driver) and streams appended bytes to the
 //! collector over gRPC. It keeps no state of its own: after a restart of either side it asks
 //! the collector how much is stored and resumes there, and the collector drops resent bytes.
+//!
+//! Every request carries `authorization: Bearer <token>` with the token read from
+//! `--token-file` at the time of the request (a projected service-account token is rotated
+//! by the kubelet, so it is never cached here): in Kubernetes the pod's service-account
+//! token, which the collector checks with the API server; elsewhere a shared token.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,16 +15,22 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::StreamExt;
-use sidecars_common::config::parse_duration;
+use sidecars_common::config::{parse_byte_size, parse_duration};
 use sidecars_common::{CommonArgs, Shutdown};
 use sidecars_proto::history::event_log_ingest_client::EventLogIngestClient;
 use sidecars_proto::history::{AppendChunk, FileRef};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::layout::Stored;
 use super::tail::{Sink, TailMetrics, Tailer};
+use crate::logdir::admit::Limits;
+
+/// Where a pod's service-account token is mounted by default.
+pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// Streams a driver's event logs to the collector.
 #[derive(clap::Parser, Debug)]
@@ -44,6 +55,14 @@ pub struct AgentArgs {
     /// How often the directories are scanned even without a change notification.
     #[arg(long, env = "HISTORY_AGENT_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// The token presented to the collector, read again for every request: the pod's
+    /// service-account token (best a projected one with the collector's audience), or a shared
+    /// token listed in the collector's --ingest-token-file.
+    #[arg(long, env = "HISTORY_AGENT_TOKEN_FILE", default_value = DEFAULT_TOKEN_FILE)]
+    pub token_file: PathBuf,
+    /// Largest event-log file sent (larger ones are refused by the collector anyway).
+    #[arg(long, env = "HISTORY_AGENT_MAX_EVENT_LOG_FILE_SIZE", default_value = "16GiB", value_parser = parse_byte_size)]
+    pub max_event_log_file_size: u64,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -51,21 +70,46 @@ pub struct AgentArgs {
 /// Data bytes per gRPC message.
 const CHUNK: usize = 256 * 1024;
 
+/// Adds the bearer token, read from its file on every request.
+#[derive(Clone)]
+pub struct TokenFromFile {
+    path: PathBuf,
+}
+
+impl tonic::service::Interceptor for TokenFromFile {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let token = std::fs::read_to_string(&self.path).map_err(|e| {
+            tonic::Status::unauthenticated(format!(
+                "cannot read the agent's --token-file {}: {e}",
+                self.path.display()
+            ))
+        })?;
+        let value: MetadataValue<_> = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| tonic::Status::unauthenticated("the token file holds no usable token"))?;
+        req.metadata_mut().insert("authorization", value);
+        Ok(req)
+    }
+}
+
+type Client = EventLogIngestClient<InterceptedService<Channel, TokenFromFile>>;
+
 /// A sink that sends to the collector.
 #[derive(Clone)]
 pub struct RemoteSink {
-    client: EventLogIngestClient<Channel>,
+    client: Client,
 }
 
 impl RemoteSink {
     /// Connects lazily: the agent starts (and keeps tailing) while the collector is down.
-    pub fn new(url: &str) -> anyhow::Result<Self> {
+    pub fn new(url: &str, token_file: PathBuf) -> anyhow::Result<Self> {
         let ep = Endpoint::from_shared(url.to_string())
             .with_context(|| format!("invalid --collector URL {url}"))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(Some(Duration::from_secs(30)));
+        let interceptor = TokenFromFile { path: token_file };
         Ok(Self {
-            client: EventLogIngestClient::new(ep.connect_lazy())
+            client: EventLogIngestClient::with_interceptor(ep.connect_lazy(), interceptor)
                 .max_decoding_message_size(16 << 20),
         })
     }
@@ -146,9 +190,21 @@ pub async fn main(args: AgentArgs) -> anyhow::Result<()> {
     sidecars_common::telemetry::init(&args.common)?;
     let shutdown = Shutdown::new(args.common.shutdown_timeout);
     shutdown.listen_for_signals();
-    let sink = Arc::new(RemoteSink::new(&args.collector)?);
+    let sink = Arc::new(RemoteSink::new(&args.collector, args.token_file.clone())?);
+    if let Err(e) = std::fs::metadata(&args.token_file) {
+        tracing::warn!(token_file = %args.token_file.display(), error = %e, "no token to present to the collector yet; it refuses requests without one");
+    }
     tracing::info!(collector = %args.collector, dirs = ?args.event_log_dirs, "history agent started");
-    let mut tailer = Tailer::new(args.event_log_dirs.clone(), sink, TailMetrics::default());
+    let limits = Limits {
+        max_file_bytes: args.max_event_log_file_size,
+        ..Limits::default()
+    };
+    let mut tailer = Tailer::new(
+        args.event_log_dirs.clone(),
+        sink,
+        TailMetrics::default(),
+        limits,
+    );
     super::watcher::drive(
         &mut tailer,
         &args.event_log_dirs,

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::names::Codec;
+use crate::logdir::names::Codec;
 
 /// Why no cut could be found.
 #[derive(Debug, thiserror::Error)]

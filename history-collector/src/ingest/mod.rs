@@ -7,6 +7,8 @@
 //! eventlogs/<logName>/<relative path as Spark wrote it>      complete copies
 //! podlogs/<appId>/<executorId>/<container>.log                complete pod logs
 //! parts/<one of the keys above>/<20-digit start offset>       in-progress copies
+//! owners/<logName>                                            who may write the log (JSON)
+//! pods/<appId>/driver.json                                    how the driver pod ended
 //! ```
 //!
 //! - `<logName>` is the application id plus the attempt suffix (`<appId>[_<attemptId>]`):
@@ -29,12 +31,25 @@
 //!   marker) is removed, so a finished application has exactly the files Spark left.
 //!
 //! Use [`layout::LogStore`] to list applications and open a logical file as one stream.
+//!
+//! # Who may write
+//!
+//! Agents are let in by [`guard`]: a bearer token ([`auth`]: a Kubernetes service-account
+//! token checked with a TokenReview, or a shared token), the driver pod of the log's
+//! application running under that identity ([`driver`]), and the log's owner ([`owners`]:
+//! the first source to write a log name owns it). The directory watcher writes as its own
+//! owner. Nothing else writes or removes a stored event log.
 
 pub mod agent;
+pub mod auth;
 pub mod cut;
+pub mod driver;
+pub mod driver_end;
+pub mod guard;
 pub mod layout;
-pub mod names;
+pub mod owners;
 pub mod podlogs;
 pub mod service;
 pub mod tail;
+pub mod verdicts;
 pub mod watcher;

@@ -8,8 +8,11 @@
 //! restart the follower reads the last stored line's timestamp T, asks for `sinceTime`
 //! = T rounded down to the second (the API's precision), and drops lines older than T and the
 //! lines at exactly T it already has. A log is completed once its pod is gone or finished.
+//!
+//! The same watch records how each driver pod ended ([`super::driver_end`]): OOM-killed,
+//! evicted, node lost, deleted, or its exit code.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+use super::driver_end::{self, DriverEnd};
 use super::layout::{check_component, podlog_key, LogStore};
 
 /// Pod-log counters.
@@ -65,13 +69,14 @@ pub async fn run(
     let cfg = watcher::Config::default().labels("spark-role");
     let mut pods = sidecars_common::kube::watch_pods(&client, &namespaces, cfg)
         .default_backoff()
-        .applied_objects()
         .boxed();
+    // the last driver end recorded per application, so each is written once
+    let mut ends: HashMap<String, DriverEnd> = HashMap::new();
     loop {
-        let pod = tokio::select! {
+        let event = tokio::select! {
             _ = stop.cancelled() => break,
             next = pods.try_next() => match next {
-                Ok(Some(pod)) => pod,
+                Ok(Some(ev)) => ev,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "pod watch error; retrying");
@@ -79,6 +84,15 @@ pub async fn run(
                 }
             },
         };
+        let (pod, deleted) = match event {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (p, false),
+            watcher::Event::Delete(p) => (p, true),
+            watcher::Event::Init | watcher::Event::InitDone => continue,
+        };
+        record_driver_end(&pod, deleted, &store, &mut ends).await;
+        if deleted {
+            continue;
+        }
         for f in followers_for(&pod) {
             let id = format!("{}/{}", f.uid, f.container);
             let fresh = active
@@ -100,6 +114,43 @@ pub async fn run(
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// Records how a driver pod ended, if it did and that was not recorded yet.
+async fn record_driver_end(
+    pod: &Pod,
+    deleted: bool,
+    store: &LogStore,
+    ends: &mut HashMap<String, DriverEnd>,
+) {
+    let labels = pod.metadata.labels.as_ref();
+    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    let (Some("driver"), Some(app)) = (label("spark-role"), label("spark-app-selector")) else {
+        return;
+    };
+    let Some(end) = driver_end::classify(pod, deleted) else {
+        return;
+    };
+    if ends.get(app) == Some(&end) {
+        return;
+    }
+    match driver_end::save(store, app, &end).await {
+        Ok(false) => {
+            tracing::warn!(app = %app, pod = %end.pod, "a pod labelled as this application's driver is not the one its event log came from; its end is not recorded");
+            if ends.len() > 100_000 {
+                ends.clear();
+            }
+            ends.insert(app.to_string(), end);
+        }
+        Ok(true) => {
+            tracing::info!(app = %app, pod = %end.pod, reason = %end.reason, "driver pod ended");
+            if ends.len() > 100_000 {
+                ends.clear();
+            }
+            ends.insert(app.to_string(), end);
+        }
+        Err(e) => tracing::warn!(app = %app, error = %e, "cannot record how the driver pod ended"),
+    }
 }
 
 /// One container log to follow.

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -15,9 +15,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::io::AsyncSeekExt;
 
+use super::auth::Identity;
 use super::cut::{self, CutError};
 use super::layout::{eventlog_key, LogStore, Stored};
-use super::names::{self, EventLogName};
+use super::owners::Owners;
+use crate::logdir::admit::{self, Admission, AdmitMetrics, Ident, Limits};
+use crate::logdir::names::{self, EventLogName};
+use crate::logdir::open::Root;
+use crate::logdir::scan;
 
 /// Where tailed bytes go.
 #[async_trait]
@@ -39,15 +44,33 @@ pub trait Sink: Send + Sync {
     async fn remove(&self, log: &str, rel: &str) -> anyhow::Result<()>;
 }
 
-/// A sink that writes straight into the object store.
+/// A sink that writes straight into the object store, as the owner
+/// [`Identity::Directory`] (a log an agent owns is not written).
 #[derive(Clone, Debug)]
 pub struct StoreSink {
-    pub store: LogStore,
+    store: LogStore,
+    owners: Option<Arc<Owners>>,
+}
+
+impl StoreSink {
+    /// `owners`: the ownership records to claim logs in (`None`: no owners are kept, for
+    /// tests of the copying alone).
+    pub fn new(store: LogStore, owners: Option<Arc<Owners>>) -> Self {
+        StoreSink { store, owners }
+    }
+
+    async fn claim(&self, log: &str) -> anyhow::Result<()> {
+        if let Some(o) = &self.owners {
+            o.claim(log, &Identity::Directory).await?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Sink for StoreSink {
     async fn stored(&self, log: &str, rel: &str) -> anyhow::Result<Stored> {
+        self.claim(log).await?;
         Ok(self.store.stored(&eventlog_key(log, rel)).await?)
     }
 
@@ -60,6 +83,7 @@ impl Sink for StoreSink {
         file: File,
         complete: bool,
     ) -> anyhow::Result<()> {
+        self.claim(log).await?;
         let key = eventlog_key(log, rel);
         let mut f = tokio::fs::File::from_std(file);
         f.seek(std::io::SeekFrom::Start(offset)).await?;
@@ -77,6 +101,7 @@ impl Sink for StoreSink {
     }
 
     async fn remove(&self, log: &str, rel: &str) -> anyhow::Result<()> {
+        self.claim(log).await?;
         Ok(self.store.remove(&eventlog_key(log, rel)).await?)
     }
 }
@@ -87,6 +112,8 @@ pub struct TailMetrics {
     pub bytes: Counter,
     pub files_completed: Counter,
     pub errors: Counter,
+    /// Files refused before copying (see [`crate::logdir::admit`]).
+    pub admit: AdmitMetrics,
 }
 
 impl TailMetrics {
@@ -106,16 +133,19 @@ impl TailMetrics {
             "Event-log copy attempts that failed (retried on the next poll)",
             self.errors.clone(),
         );
+        self.admit.register(registry, prefix);
     }
 }
 
-/// One source file found by a scan.
+/// One source file found by a scan, with the directory it is opened from.
 #[derive(Clone, Debug)]
 struct Source {
+    root: Arc<Root>,
     path: PathBuf,
     name: EventLogName,
     size: u64,
     ino: (u64, u64),
+    modified_ms: i64,
     complete: bool,
 }
 
@@ -138,16 +168,21 @@ pub struct Tailer<S> {
     /// The last problem reported per file, so a stuck file logs once, not every poll.
     problems: HashMap<PathBuf, String>,
     metrics: TailMetrics,
+    limits: Limits,
+    admission: Admission,
 }
 
 impl<S: Sink + 'static> Tailer<S> {
-    pub fn new(dirs: Vec<PathBuf>, sink: Arc<S>, metrics: TailMetrics) -> Self {
+    pub fn new(dirs: Vec<PathBuf>, sink: Arc<S>, metrics: TailMetrics, limits: Limits) -> Self {
+        let admission = Admission::new("ingest", metrics.admit.clone());
         Self {
             dirs,
             sink,
             files: HashMap::new(),
             problems: HashMap::new(),
             metrics,
+            limits,
+            admission,
         }
     }
 
@@ -163,6 +198,8 @@ impl<S: Sink + 'static> Tailer<S> {
         };
         let seen: HashSet<PathBuf> = found.iter().map(|s| s.path.clone()).collect();
         self.files.retain(|p, _| seen.contains(p));
+        self.admission
+            .retain(|k| seen.contains(std::path::Path::new(k)));
         for src in found {
             let path = src.path.clone();
             match self.process(src).await {
@@ -190,6 +227,48 @@ impl<S: Sink + 'static> Tailer<S> {
             Some(st) => st.ino != src.ino || src.size < st.stored,
             None => false,
         };
+        if let Some(st) = self.files.get_mut(&src.path).filter(|_| !rewritten) {
+            if st.complete {
+                if st.stored != src.size && st.last_problem.is_none() {
+                    let msg = format!(
+                        "{} changed after it was stored complete ({} bytes stored, {} now); keeping the stored copy",
+                        src.path.display(),
+                        st.stored,
+                        src.size
+                    );
+                    tracing::warn!("{msg}");
+                    st.last_problem = Some(msg);
+                }
+                return Ok(());
+            }
+        }
+        // the file is opened, and judged, before the sink hears of it: a refused file claims
+        // nothing and stores nothing
+        let file = match src.root.open_file(&src.name.rel) {
+            Ok(f) => f,
+            // renamed (`.inprogress` dropped) or deleted since the scan: the next scan sees it
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", src.path.display())),
+        };
+        let md = file.metadata()?;
+        if (md.dev(), md.ino()) != src.ino {
+            return Ok(());
+        }
+        let size = md.len().max(src.size);
+        let ident = Ident {
+            ino: src.ino,
+            size,
+            modified_ms: src.modified_ms,
+        };
+        let key = src.path.to_string_lossy().into_owned();
+        let limits = self.limits;
+        let growing = !src.complete;
+        let admitted = self.admission.admit(&key, ident, |head_known| {
+            admit::check_file(&file, &src.name, size, growing, head_known, &limits)
+        });
+        if !admitted {
+            return Ok(());
+        }
         if rewritten {
             tracing::warn!(path = %src.path.display(), "event-log file was replaced or truncated; copying it again");
             self.sink.remove(&log, &rel).await?;
@@ -216,35 +295,14 @@ impl<S: Sink + 'static> Tailer<S> {
             return Ok(());
         };
         if st.complete {
-            if st.stored != src.size && st.last_problem.is_none() {
-                let msg = format!(
-                    "{} changed after it was stored complete ({} bytes stored, {} now); keeping the stored copy",
-                    src.path.display(),
-                    st.stored,
-                    src.size
-                );
-                tracing::warn!("{msg}");
-                st.last_problem = Some(msg);
-            }
             return Ok(());
         }
-        if src.size < st.stored {
+        if size < st.stored {
             // a restart found less source than stored: a different file under the same name
-            tracing::warn!(path = %src.path.display(), stored = st.stored, size = src.size, "source is shorter than the stored copy; copying it again");
+            tracing::warn!(path = %src.path.display(), stored = st.stored, size, "source is shorter than the stored copy; copying it again");
             self.sink.remove(&log, &rel).await?;
             st.stored = 0;
         }
-        let file = match File::open(&src.path) {
-            Ok(f) => f,
-            // renamed (`.inprogress` dropped) or deleted since the scan: the next scan sees it
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("opening {}", src.path.display())),
-        };
-        let md = file.metadata()?;
-        if (md.dev(), md.ino()) != src.ino {
-            return Ok(());
-        }
-        let size = md.len().max(src.size);
         let target = if src.complete {
             size
         } else {
@@ -303,82 +361,39 @@ impl<S: Sink + 'static> Tailer<S> {
     }
 }
 
-fn ino_of(md: &std::fs::Metadata) -> (u64, u64) {
-    (md.dev(), md.ino())
-}
-
-/// Every event-log file in `dirs`. Unreadable entries are logged and skipped.
+/// Every event-log file in `dirs` (see [`scan`]). Directories that cannot be read are
+/// logged and skipped.
 fn scan_all(dirs: &[PathBuf]) -> Vec<Source> {
     let mut out = Vec::new();
     for dir in dirs {
-        if let Err(e) = scan_dir(dir, &mut out) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot list event-log directory");
+        let found = Root::open(dir).and_then(|root| Ok((scan::scan(&root)?, root)));
+        match found {
+            Ok((files, root)) => {
+                let root = Arc::new(root);
+                out.extend(files.into_iter().map(|f| Source {
+                    root: root.clone(),
+                    path: dir.join(&f.name.rel),
+                    size: f.meta.size,
+                    ino: f.meta.ino,
+                    modified_ms: f.meta.modified_ms,
+                    complete: f.complete,
+                    name: f.name,
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot list event-log directory")
+            }
         }
     }
     out
-}
-
-fn scan_dir(dir: &Path, out: &mut Vec<Source>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let Ok(entry) = entry else { continue };
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        let path = entry.path();
-        let Ok(md) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if md.is_file() {
-            if let Some(n) = names::single(&name) {
-                let complete = n.kind == names::Kind::Single { in_progress: false };
-                out.push(Source {
-                    path,
-                    name: n,
-                    size: md.len(),
-                    ino: ino_of(&md),
-                    complete,
-                });
-            }
-        } else if md.is_dir() && names::rolling_dir(&name).is_some() {
-            let mut files = Vec::new();
-            let Ok(rd) = std::fs::read_dir(&path) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let Ok(fname) = e.file_name().into_string() else {
-                    continue;
-                };
-                let Some(n) = names::rolling_file(&name, &fname) else {
-                    continue;
-                };
-                let Ok(fmd) = std::fs::symlink_metadata(e.path()) else {
-                    continue;
-                };
-                if fmd.is_file() {
-                    files.push((e.path(), n, fmd));
-                }
-            }
-            let names_only: Vec<EventLogName> = files.iter().map(|(_, n, _)| n.clone()).collect();
-            let done = names::rolling_complete(&names_only);
-            for (p, n, fmd) in files {
-                let complete = done.get(&n.rel).copied().unwrap_or(false);
-                out.push(Source {
-                    path: p,
-                    name: n,
-                    size: fmd.len(),
-                    ino: ino_of(&fmd),
-                    complete,
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    const GOOD: &[u8] = b"{\"Event\":\"SparkListenerLogStart\"}\n";
 
     async fn setup() -> (tempfile::TempDir, tempfile::TempDir, LogStore) {
         let src = tempfile::tempdir().unwrap();
@@ -395,11 +410,12 @@ mod tests {
     #[tokio::test]
     async fn single_file_lifecycle() {
         let (src, _dst, ls) = setup().await;
-        let sink = Arc::new(StoreSink { store: ls.clone() });
+        let sink = Arc::new(StoreSink::new(ls.clone(), None));
         let mut t = Tailer::new(
             vec![src.path().to_path_buf()],
             sink.clone(),
             TailMetrics::default(),
+            Limits::default(),
         );
         let ip = src.path().join("app-1.inprogress");
         let mut f = std::fs::File::create(&ip).unwrap();
@@ -417,7 +433,12 @@ mod tests {
         let whole = std::fs::read(&ip).unwrap();
         assert_eq!(ls.read_all(&key).await.unwrap(), whole);
         // a restarted tailer resumes without duplicating
-        let mut t2 = Tailer::new(vec![src.path().to_path_buf()], sink, TailMetrics::default());
+        let mut t2 = Tailer::new(
+            vec![src.path().to_path_buf()],
+            sink,
+            TailMetrics::default(),
+            Limits::default(),
+        );
         f.write_all(b"{\"Event\":\"more\"}\n").unwrap();
         t2.poll_once().await;
         assert_eq!(
@@ -439,28 +460,33 @@ mod tests {
     #[tokio::test]
     async fn corrupt_and_vanishing_files_do_not_stop_others() {
         let (src, _dst, ls) = setup().await;
-        let sink = Arc::new(StoreSink { store: ls.clone() });
-        let mut t = Tailer::new(vec![src.path().to_path_buf()], sink, TailMetrics::default());
+        let sink = Arc::new(StoreSink::new(ls.clone(), None));
+        let mut t = Tailer::new(
+            vec![src.path().to_path_buf()],
+            sink,
+            TailMetrics::default(),
+            Limits::default(),
+        );
         std::fs::write(
             src.path().join("bad.zstd.inprogress"),
             b"this is not zstd at all",
         )
         .unwrap();
-        std::fs::write(src.path().join("good"), b"{}\n").unwrap();
-        std::fs::write(src.path().join("gone.inprogress"), b"{}\n").unwrap();
+        std::fs::write(src.path().join("good"), GOOD).unwrap();
+        std::fs::write(src.path().join("gone.inprogress"), GOOD).unwrap();
         t.poll_once().await;
         std::fs::remove_file(src.path().join("gone.inprogress")).unwrap();
         t.poll_once().await;
         assert_eq!(
             &ls.read_all(&eventlog_key("good", "good")).await.unwrap()[..],
-            b"{}\n"
+            GOOD
         );
         // the stored copy of a vanished source is kept
         assert_eq!(
             &ls.read_all(&eventlog_key("gone", "gone.inprogress"))
                 .await
                 .unwrap()[..],
-            b"{}\n"
+            GOOD
         );
         assert_eq!(
             ls.stored(&eventlog_key("bad", "bad.zstd.inprogress"))
@@ -469,24 +495,26 @@ mod tests {
                 .len,
             0
         );
-        // once complete, even a corrupt file is copied byte for byte
+        // not a Spark log: refused, complete or not, and left alone until it changes
         std::fs::rename(
             src.path().join("bad.zstd.inprogress"),
             src.path().join("bad.zstd"),
         )
         .unwrap();
         t.poll_once().await;
-        assert_eq!(
-            &ls.read_all(&eventlog_key("bad", "bad.zstd")).await.unwrap()[..],
-            b"this is not zstd at all"
-        );
+        assert!(ls.list_files("bad").await.unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn huge_lines_and_rewritten_files() {
         let (src, _dst, ls) = setup().await;
-        let sink = Arc::new(StoreSink { store: ls.clone() });
-        let mut t = Tailer::new(vec![src.path().to_path_buf()], sink, TailMetrics::default());
+        let sink = Arc::new(StoreSink::new(ls.clone(), None));
+        let mut t = Tailer::new(
+            vec![src.path().to_path_buf()],
+            sink,
+            TailMetrics::default(),
+            Limits::default(),
+        );
         let key = eventlog_key("app-h", "app-h.inprogress");
         let ip = src.path().join("app-h.inprogress");
         let mut f = std::fs::File::create(&ip).unwrap();
@@ -528,11 +556,12 @@ mod tests {
         // a restarted tailer (no memory of inodes) sees a shorter source than stored: recopies
         let mut t2 = Tailer::new(
             vec![src.path().to_path_buf()],
-            Arc::new(StoreSink { store: ls.clone() }),
+            Arc::new(StoreSink::new(ls.clone(), None)),
             TailMetrics::default(),
+            Limits::default(),
         );
-        std::fs::write(&ip, b"{}\n").unwrap();
+        std::fs::write(&ip, GOOD).unwrap();
         t2.poll_once().await;
-        assert_eq!(&ls.read_all(&key).await.unwrap()[..], b"{}\n");
+        assert_eq!(&ls.read_all(&key).await.unwrap()[..], GOOD);
     }
 }

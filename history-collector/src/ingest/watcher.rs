@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::layout::LogStore;
+use super::owners::Owners;
 use super::tail::{Sink, StoreSink, TailMetrics, Tailer};
+use crate::logdir::admit::Limits;
 
 /// After a change notification, wait this long before scanning, so a burst of writes (Spark
 /// flushes after most events) becomes one scan and one stored part instead of dozens.
@@ -25,14 +27,17 @@ pub const NOTIFY_DELAY: Duration = Duration::from_millis(250);
 pub async fn run(
     dirs: Vec<PathBuf>,
     store: LogStore,
+    owners: Arc<Owners>,
     interval: Duration,
     metrics: TailMetrics,
+    limits: Limits,
     stop: CancellationToken,
 ) {
     for d in &dirs {
         tracing::info!(dir = %d.display(), "watching event-log directory");
     }
-    let mut tailer = Tailer::new(dirs.clone(), Arc::new(StoreSink { store }), metrics);
+    let sink = Arc::new(StoreSink::new(store, Some(owners)));
+    let mut tailer = Tailer::new(dirs.clone(), sink, metrics, limits);
     drive(&mut tailer, &dirs, interval, &stop).await;
     tailer.poll_once().await;
 }

@@ -307,6 +307,9 @@ pub struct App {
     pub stages: BTreeMap<(i64, i64), Stage>,
     pub executors: BTreeMap<String, Executor>,
     pub environment: Option<Environment>,
+    /// The view and admin ACLs of the first environment update (what Spark's History
+    /// Server reads them from; later updates do not change them).
+    pub acls: Option<crate::access::AppAcls>,
     pub resource_profiles: Vec<ResourceProfile>,
     pub default_cpus_per_task: i64,
     pub stats: ReadStats,
@@ -378,7 +381,7 @@ impl App {
         let last_update = if app.completed {
             src.modified_ms
         } else {
-            crate::api::catalog::now_ms()
+            crate::clock::now_ms()
         };
         app.tasks.finish(last_update);
         app
@@ -474,6 +477,9 @@ impl App {
                 };
                 if let Some((_, v)) = env.spark.iter().find(|(k, _)| k == "spark.task.cpus") {
                     self.default_cpus_per_task = v.parse().unwrap_or(1);
+                }
+                if self.acls.is_none() {
+                    self.acls = Some(crate::access::AppAcls::from_properties(&env.spark));
                 }
                 self.environment = Some(env);
             }

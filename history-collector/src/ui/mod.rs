@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
+mod driver_end;
 mod sql;
 mod stage;
 
@@ -248,6 +249,7 @@ async fn app_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<String>) -
         },
         esc(&a.spark_version),
     );
+    body.push_str(&driver_end::note(&catalog, &e).await);
     body.push_str("<h2>Jobs</h2><table id=\"jobs\"><thead><tr><th>Job</th><th>Description</th><th>Submitted</th><th>Duration</th><th>Status</th><th>Stages</th><th>Tasks (done/failed/killed of total)</th></tr></thead><tbody>\n");
     for j in a.jobs.values().rev() {
         let stages: Vec<String> = j

@@ -19,7 +19,7 @@ pub async fn sql_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<String
         return missing(&format!("unknown application {id}"));
     };
     let a = &e.app;
-    let now = crate::api::catalog::now_ms();
+    let now = crate::clock::now_ms();
     let mut body = String::from("<table id=\"sql\"><thead><tr><th>ID</th><th>Description</th><th>Submitted</th><th>Duration</th><th>Status</th><th>Jobs</th></tr></thead><tbody>\n");
     for ex in a.sql.executions.values().rev() {
         let d = execution_data(ex, false, false, now);
@@ -62,7 +62,7 @@ pub async fn execution_page(
     else {
         return missing(&format!("unknown query execution {exec}"));
     };
-    let d = execution_data(ex, true, true, crate::api::catalog::now_ms());
+    let d = execution_data(ex, true, true, crate::clock::now_ms());
     let mut body = format!(
         r#"<p class="{st}">Status: {st} · Submitted: {sub} · Duration: {dur}</p><p>{desc}</p>"#,
         st = d.status,

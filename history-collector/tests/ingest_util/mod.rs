@@ -48,6 +48,22 @@ impl Daemon {
     }
 }
 
+/// The shared token test agents present (listed in the collector's token file).
+pub const AGENT_TOKEN: &str = "test-agent-token-0123456789abcdef";
+
+/// A file holding [`AGENT_TOKEN`]: the collector's `--ingest-token-file` and the agents'
+/// `--token-file` (a token alone on its line is named `shared`).
+pub fn token_file() -> PathBuf {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let p = dir.join("agent-token");
+        std::fs::write(&p, format!("{AGENT_TOKEN}\n")).expect("write token file");
+        p
+    })
+    .clone()
+}
+
 /// Starts the collector on a free port and waits until /readyz answers.
 pub fn start_collector(args: &[&str]) -> Daemon {
     start_collector_on(free_port(), args)
@@ -64,6 +80,14 @@ pub fn start_collector_env(port: u16, args: &[&str], env: &[(&str, String)]) -> 
     cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(args);
+    // the agents' ingest on the same port unless a test says otherwise, for agents holding
+    // the shared test token
+    if !args.contains(&"--ingest-port") {
+        cmd.args(["--ingest-port", &port.to_string()]);
+    }
+    if !args.contains(&"--ingest-token-file") {
+        cmd.arg("--ingest-token-file").arg(token_file());
+    }
     if !args.contains(&"--log-level") {
         // the benchmarks turn it down: debug output of every S3 request costs time
         let level = std::env::var("INGEST_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into());
@@ -269,4 +293,69 @@ pub fn kill9_group(child: &mut Child) {
     let pg = format!("-{}", child.id());
     let _ = Command::new("kill").args(["-KILL", "--", &pg]).status();
     let _ = child.wait();
+}
+
+/// A small complete Spark event log of application `id` run by `user`, named `name`, with
+/// these Spark properties (ACL settings, say) and one job.
+pub fn spark_log(id: &str, name: &str, user: &str, props: &[(&str, &str)]) -> String {
+    let props: serde_json::Map<String, serde_json::Value> = props
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    // "Event" first, as Spark writes it (its History Server finds the event by that prefix)
+    let env = format!(
+        r#"{{"Event":"SparkListenerEnvironmentUpdate","JVM Information":{{"Java Version":"17"}},"Spark Properties":{},"Hadoop Properties":{{}},"System Properties":{{}},"Metrics Properties":{{}},"Classpath Entries":{{}}}}"#,
+        serde_json::Value::Object(props)
+    );
+    [
+        r#"{"Event":"SparkListenerLogStart","Spark Version":"3.5.7"}"#.to_string(),
+        env,
+        format!(
+            r#"{{"Event":"SparkListenerApplicationStart","App Name":"{name}","App ID":"{id}","Timestamp":1700000000000,"User":"{user}"}}"#
+        ),
+        r#"{"Event":"SparkListenerJobStart","Job ID":0,"Submission Time":1700000000100,"Stage Infos":[],"Stage IDs":[],"Properties":{}}"#.to_string(),
+        r#"{"Event":"SparkListenerJobEnd","Job ID":0,"Completion Time":1700000000200,"Job Result":{"Result":"JobSucceeded"}}"#.to_string(),
+        r#"{"Event":"SparkListenerApplicationEnd","Timestamp":1700000001000}"#.to_string(),
+    ]
+    .join("\n")
+        + "\n"
+}
+
+/// The collector's peak resident memory so far (VmHWM), in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The value of one counter sample on the collector's `/metrics`, 0 if absent.
+pub fn metric(port: u16, sample: &str) -> f64 {
+    let body = http_get(&format!("http://127.0.0.1:{port}/metrics"));
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// A plain HTTP GET of a small body over a std TcpStream (no async runtime needed).
+pub fn http_get(url: &str) -> String {
+    {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let Ok(mut s) = std::net::TcpStream::connect(host) else {
+            return String::new();
+        };
+        let _ = write!(
+            s,
+            "GET /{path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
 }

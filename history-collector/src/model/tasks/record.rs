@@ -86,7 +86,7 @@ impl TaskRec {
             if self.duration > 0 {
                 self.launch_time + self.duration - self.result_fetch_start
             } else {
-                crate::api::catalog::now_ms() - self.result_fetch_start
+                crate::clock::now_ms() - self.result_fetch_start
             }
         } else {
             0

@@ -1,4 +1,5 @@
-//! Decoders for the compressed event-log formats Spark writes, as `Read` adapters.
+//! The compression codecs of Spark's event logs: the one table of their names (used by
+//! ingest and serving alike) and their decoders, as `Read` adapters.
 //!
 //! Spark does not use the standard framings: `.lz4` is lz4-java's `LZ4BlockOutputStream`
 //! (a 21-byte header per block), `.snappy` is xerial's `SnappyOutputStream` (a 16-byte stream
@@ -9,10 +10,11 @@
 
 use std::io::{self, Read};
 
-/// The compression codecs Spark names by file suffix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Compression codecs, by the short names Spark puts in event-log suffixes
+/// (`CompressionCodec.shortCompressionCodecNames`): nothing else is a Spark log's suffix.
+/// An uncompressed log is `Option::<Codec>::None` wherever a codec is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Codec {
-    None,
     Lz4,
     Lzf,
     Snappy,
@@ -20,29 +22,41 @@ pub enum Codec {
 }
 
 impl Codec {
-    /// The codec named by a file name's last dotted part, ignoring `.inprogress` and
-    /// `.compact` as Spark's `EventLogFileWriter.codecName` does.
-    pub fn from_file_name(name: &str) -> Codec {
-        let base = name.strip_suffix(".inprogress").unwrap_or(name);
-        let base = base.strip_suffix(".compact").unwrap_or(base);
-        match base.rsplit_once('.').map(|(_, ext)| ext) {
-            Some("lz4") => Codec::Lz4,
-            Some("lzf") => Codec::Lzf,
-            Some("snappy") => Codec::Snappy,
-            Some("zstd") | Some("zst") => Codec::Zstd,
-            _ => Codec::None,
+    pub fn from_suffix(s: &str) -> Option<Self> {
+        match s {
+            "lz4" => Some(Self::Lz4),
+            "lzf" => Some(Self::Lzf),
+            "snappy" => Some(Self::Snappy),
+            "zstd" => Some(Self::Zstd),
+            _ => None,
         }
     }
 
-    /// Wraps `inner` in the matching decoder.
+    /// The codec a file name says (its last dotted part, after dropping `.inprogress` and
+    /// `.compact` as Spark's `EventLogFileWriter.codecName` does); `None`: uncompressed.
+    pub fn of_file_name(name: &str) -> Option<Self> {
+        let name = name.rsplit('/').next().unwrap_or(name);
+        let base = name.strip_suffix(".inprogress").unwrap_or(name);
+        let base = base.strip_suffix(".compact").unwrap_or(base);
+        Self::from_suffix(base.rsplit_once('.')?.1)
+    }
+
+    /// Wraps `inner` in this codec's decoder.
     pub fn reader<'a, R: Read + 'a>(self, inner: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
-            Codec::None => Box::new(inner),
             Codec::Lz4 => Box::new(BlockReader::new(inner, Lz4Blocks)),
             Codec::Lzf => Box::new(BlockReader::new(inner, LzfBlocks)),
             Codec::Snappy => Box::new(BlockReader::new(inner, SnappyBlocks { header_seen: false })),
             Codec::Zstd => Box::new(zstd::stream::read::Decoder::new(inner)?),
         })
+    }
+}
+
+/// `inner` decoded as `codec` says (passed through when uncompressed).
+pub fn decoder<'a, R: Read + 'a>(codec: Option<Codec>, inner: R) -> io::Result<Box<dyn Read + 'a>> {
+    match codec {
+        Some(c) => c.reader(inner),
+        None => Ok(Box::new(inner)),
     }
 }
 
@@ -297,18 +311,20 @@ mod tests {
 
     #[test]
     fn codec_names_follow_spark() {
-        assert_eq!(Codec::from_file_name("app-1.lz4.inprogress"), Codec::Lz4);
-        assert_eq!(Codec::from_file_name("events_1_app.zstd"), Codec::Zstd);
         assert_eq!(
-            Codec::from_file_name("events_2_app.snappy.compact"),
-            Codec::Snappy
+            Codec::of_file_name("app-1.lz4.inprogress"),
+            Some(Codec::Lz4)
         );
-        assert_eq!(Codec::from_file_name("local-1700000000000"), Codec::None);
+        assert_eq!(Codec::of_file_name("events_1_app.zstd"), Some(Codec::Zstd));
         assert_eq!(
-            Codec::from_file_name("local-1700000000000.inprogress"),
-            Codec::None
+            Codec::of_file_name("eventlog_v2_app/events_2_app.snappy.compact"),
+            Some(Codec::Snappy)
         );
-        assert_eq!(Codec::from_file_name("x.lzf"), Codec::Lzf);
+        assert_eq!(Codec::of_file_name("local-1700000000000"), None);
+        assert_eq!(Codec::of_file_name("local-1700000000000.inprogress"), None);
+        assert_eq!(Codec::of_file_name("x.lzf"), Some(Codec::Lzf));
+        // not a name Spark's codecs have
+        assert_eq!(Codec::of_file_name("x.zst"), None);
     }
 
     #[test]

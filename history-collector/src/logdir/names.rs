@@ -1,27 +1,42 @@
 //! Spark's event-log file names: which application a file belongs to, its codec, and whether
 //! it can still grow. Pure functions over names, so every layout rule is tested without I/O.
+//! This is the one table of names and codecs: ingest (copying), serving (replaying, zipping)
+//! and the agent all classify files through it, so whatever is served was ingested.
 
 use std::collections::HashMap;
 
-/// Compression codecs Spark names in event-log suffixes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    Lz4,
-    Lzf,
-    Snappy,
-    Zstd,
+pub use super::codec::Codec;
+
+/// The log name Spark gives an application attempt (`EventLogFileWriter.nameForAppAndAttempt`):
+/// the ids with ` `, `:` and `/` made `-`, `.$`{}'"` made `_`, lower-cased, joined by `_`.
+pub fn log_name_for(app_id: &str, attempt_id: Option<&str>) -> String {
+    fn sanitize(s: &str) -> String {
+        s.chars()
+            .map(|c| match c {
+                ' ' | ':' | '/' => '-',
+                '.' | '$' | '{' | '}' | '\'' | '"' => '_',
+                c => c,
+            })
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+    match attempt_id {
+        Some(a) => format!("{}_{}", sanitize(app_id), sanitize(a)),
+        None => sanitize(app_id),
+    }
 }
 
-impl Codec {
-    pub fn from_suffix(s: &str) -> Option<Self> {
-        match s {
-            "lz4" => Some(Self::Lz4),
-            "lzf" => Some(Self::Lzf),
-            "snappy" => Some(Self::Snappy),
-            "zstd" => Some(Self::Zstd),
-            _ => None,
+/// The application ids a log name can stand for: the name itself, or, with an attempt
+/// suffix, the part before the last `_` (a name alone cannot tell `app_1` the application
+/// from `app` attempt `1`).
+pub fn app_ids_of(log: &str) -> Vec<&str> {
+    let mut v = vec![log];
+    if let Some((app, attempt)) = log.rsplit_once('_') {
+        if !app.is_empty() && !attempt.is_empty() {
+            v.push(app);
         }
     }
+    v
 }
 
 pub const ROLLING_PREFIX: &str = "eventlog_v2_";
@@ -180,6 +195,29 @@ mod tests {
         ] {
             assert!(single(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn dotted_names_are_not_logs() {
+        // `.zst` is no codec of Spark's, and a dotted name is no application's log
+        assert!(single("app-1.zst").is_none());
+    }
+
+    #[test]
+    fn log_names_to_app_ids() {
+        assert_eq!(app_ids_of("spark-1a2b"), ["spark-1a2b"]);
+        assert_eq!(app_ids_of("spark-1a2b_1"), ["spark-1a2b_1", "spark-1a2b"]);
+        assert_eq!(app_ids_of("_1"), ["_1"]);
+    }
+
+    #[test]
+    fn log_names_as_spark_writes_them() {
+        assert_eq!(log_name_for("local-1700", None), "local-1700");
+        assert_eq!(log_name_for("spark-ABC", Some("1")), "spark-abc_1");
+        assert_eq!(
+            log_name_for("a b:c/d.e$f{g}h'i\"j", None),
+            "a-b-c-d_e_f_g_h_i_j"
+        );
     }
 
     #[test]
