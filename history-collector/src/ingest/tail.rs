@@ -407,6 +407,16 @@ mod tests {
         (src, dst, LogStore::new(store))
     }
 
+    /// A tailer of `src` into `ls` with default metrics and limits.
+    fn tailer(src: &tempfile::TempDir, ls: &LogStore) -> Tailer<StoreSink> {
+        Tailer::new(
+            vec![src.path().to_path_buf()],
+            Arc::new(StoreSink::new(ls.clone(), None)),
+            TailMetrics::default(),
+            Limits::default(),
+        )
+    }
+
     #[tokio::test]
     async fn single_file_lifecycle() {
         let (src, _dst, ls) = setup().await;
@@ -460,13 +470,7 @@ mod tests {
     #[tokio::test]
     async fn corrupt_and_vanishing_files_do_not_stop_others() {
         let (src, _dst, ls) = setup().await;
-        let sink = Arc::new(StoreSink::new(ls.clone(), None));
-        let mut t = Tailer::new(
-            vec![src.path().to_path_buf()],
-            sink,
-            TailMetrics::default(),
-            Limits::default(),
-        );
+        let mut t = tailer(&src, &ls);
         std::fs::write(
             src.path().join("bad.zstd.inprogress"),
             b"this is not zstd at all",
@@ -508,13 +512,7 @@ mod tests {
     #[tokio::test]
     async fn huge_lines_and_rewritten_files() {
         let (src, _dst, ls) = setup().await;
-        let sink = Arc::new(StoreSink::new(ls.clone(), None));
-        let mut t = Tailer::new(
-            vec![src.path().to_path_buf()],
-            sink,
-            TailMetrics::default(),
-            Limits::default(),
-        );
+        let mut t = tailer(&src, &ls);
         let key = eventlog_key("app-h", "app-h.inprogress");
         let ip = src.path().join("app-h.inprogress");
         let mut f = std::fs::File::create(&ip).unwrap();
@@ -554,12 +552,7 @@ mod tests {
             std::fs::read(&ip).unwrap()
         );
         // a restarted tailer (no memory of inodes) sees a shorter source than stored: recopies
-        let mut t2 = Tailer::new(
-            vec![src.path().to_path_buf()],
-            Arc::new(StoreSink::new(ls.clone(), None)),
-            TailMetrics::default(),
-            Limits::default(),
-        );
+        let mut t2 = tailer(&src, &ls);
         std::fs::write(&ip, GOOD).unwrap();
         t2.poll_once().await;
         assert_eq!(&ls.read_all(&key).await.unwrap()[..], GOOD);
