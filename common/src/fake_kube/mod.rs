@@ -9,7 +9,10 @@
 //! - `pods/{name}/log` with `container`, `follow`, `timestamps`, `sinceTime`, `sinceSeconds`,
 //!   `tailLines`, `limitBytes`; a follow stays open, streams lines appended later, and ends when
 //!   the pod is deleted or reaches phase `Succeeded`/`Failed`;
-//! - namespaces: list, watch, get (namespace `default` exists from the start).
+//! - namespaces: list, watch, get (namespace `default` exists from the start);
+//! - TokenReview and SubjectAccessReview (authentication.k8s.io/v1, authorization.k8s.io/v1):
+//!   tokens known through [`FakeApiServer::add_identity`] authenticate as their user, and a
+//!   review allows exactly what [`FakeApiServer::allow`] granted.
 //!
 //! Watches behave like the real server's: without a resourceVersion (or with "0") they start
 //! with synthetic `ADDED` events for what exists; with a resourceVersion they replay the changes
@@ -142,7 +145,11 @@ impl ApiCall {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
-        let rest = path.strip_prefix("/api/v1/")?;
+        // core (/api/v1/...) or a named group (/apis/<group>/<version>/...)
+        let rest = match path.strip_prefix("/api/v1/") {
+            Some(r) => r,
+            None => path.strip_prefix("/apis/")?.splitn(3, '/').nth(2)?,
+        };
         let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let (namespace, resource, name, sub) = match segs.as_slice() {
             ["namespaces"] => (None, "namespaces", None, None),
@@ -191,6 +198,10 @@ struct Store {
     watch_epoch: CancellationToken,
     /// (verb, resource) pairs that answer 403.
     forbidden: BTreeSet<(String, String)>,
+    /// Bearer token -> (user name, groups), for TokenReview.
+    identities: HashMap<String, (String, Vec<String>)>,
+    /// (user or group, verb, resource, namespace) allowed, for SubjectAccessReview.
+    allowed: BTreeSet<(String, String, String, String)>,
 }
 
 struct Shared {
@@ -303,6 +314,8 @@ impl FakeApiServer {
                 requests: Vec::new(),
                 watch_epoch: CancellationToken::new(),
                 forbidden: BTreeSet::new(),
+                identities: HashMap::new(),
+                allowed: BTreeSet::new(),
             }),
             changes,
             poke,
@@ -588,6 +601,28 @@ impl FakeApiServer {
         self.shared.lock().requests.clear();
     }
 
+    /// Makes TokenReview authenticate `token` as `user` in `groups`.
+    pub fn add_identity(&self, token: &str, user: &str, groups: &[&str]) {
+        self.shared.lock().identities.insert(
+            token.to_string(),
+            (
+                user.to_string(),
+                groups.iter().map(|g| g.to_string()).collect(),
+            ),
+        );
+    }
+
+    /// Makes SubjectAccessReview allow `who` (a user or a group) to `verb` `resource` in
+    /// `namespace`.
+    pub fn allow(&self, who: &str, verb: &str, resource: &str, namespace: &str) {
+        self.shared.lock().allowed.insert((
+            who.to_string(),
+            verb.to_string(),
+            resource.to_string(),
+            namespace.to_string(),
+        ));
+    }
+
     /// Makes `verb` on `resource` (e.g. `"delete"`, `"pods"`) answer 403 Forbidden from now on.
     pub fn forbid(&self, verb: &str, resource: &str) {
         self.shared
@@ -637,6 +672,14 @@ fn router(shared: Arc<Shared>) -> Router {
             get(get_pod).delete(delete_pod),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
+        .route(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            axum::routing::post(token_review),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            axum::routing::post(access_review),
+        )
         .fallback(unknown)
         .layer(middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -690,6 +733,51 @@ async fn version() -> Response {
                 "platform": "linux/amd64", "goVersion": "go1.24", "compiler": "gc",
                 "gitCommit": "", "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z"}),
     )
+}
+
+async fn token_review(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Ok(mut review) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("TokenReview: body is not JSON".into());
+    };
+    let token = review["spec"]["token"].as_str().unwrap_or("").to_string();
+    let who = shared.lock().identities.get(&token).cloned();
+    review["status"] = match who {
+        Some((user, groups)) => json!({
+            "authenticated": true,
+            "user": {"username": user, "uid": format!("uid-{user}"), "groups": groups}
+        }),
+        None => json!({"authenticated": false, "error": "invalid bearer token"}),
+    };
+    json_response(StatusCode::CREATED, &review)
+}
+
+async fn access_review(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Ok(mut review) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("SubjectAccessReview: body is not JSON".into());
+    };
+    let spec = &review["spec"];
+    let attrs = &spec["resourceAttributes"];
+    let field = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let (verb, resource, ns) = (
+        field(&attrs["verb"]),
+        field(&attrs["resource"]),
+        field(&attrs["namespace"]),
+    );
+    let mut subjects = vec![field(&spec["user"])];
+    for g in spec["groups"].as_array().into_iter().flatten() {
+        subjects.push(field(g));
+    }
+    let allowed = {
+        let store = shared.lock();
+        subjects.iter().any(|s| {
+            !s.is_empty()
+                && store
+                    .allowed
+                    .contains(&(s.clone(), verb.clone(), resource.clone(), ns.clone()))
+        })
+    };
+    review["status"] = json!({"allowed": allowed});
+    json_response(StatusCode::CREATED, &review)
 }
 
 async fn unknown(req: Request) -> Response {
