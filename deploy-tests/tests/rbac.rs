@@ -16,12 +16,34 @@ type Rule = (&'static str, &'static [&'static str]);
 /// (service account, rules).
 const GRANTS: &[(&str, &[Rule])] = &[
     ("shuffle-service", &[("pods", &["get", "list", "watch"])]),
-    ("staging-server", &[("pods", &["get", "list", "watch"])]),
+    (
+        "staging-server",
+        &[
+            ("pods", &["get", "list", "watch"]),
+            // who may obtain an upload credential: a TokenReview and a SubjectAccessReview
+            ("tokenreviews", &["create"]),
+            ("subjectaccessreviews", &["create"]),
+        ],
+    ),
     (
         "history-collector",
         &[("pods", &["get", "list", "watch"]), ("pods/log", &["get"])],
     ),
 ];
+
+/// The API group of each resource granted (the core group, "", for the rest).
+const GROUPS: &[(&str, &str)] = &[
+    ("tokenreviews", "authentication.k8s.io"),
+    ("subjectaccessreviews", "authorization.k8s.io"),
+];
+
+fn group_of(resource: &str) -> &'static str {
+    GROUPS
+        .iter()
+        .find(|(r, _)| *r == resource)
+        .map(|(_, g)| *g)
+        .unwrap_or("")
+}
 
 type Grants = BTreeMap<String, BTreeSet<(String, String)>>;
 
@@ -61,14 +83,15 @@ fn rendered_rbac_is_the_table() {
                 for s in b.subjects.iter().flatten() {
                     let set = granted.entry(s.name.clone()).or_default();
                     for r in role.rules.iter().flatten() {
-                        assert_eq!(
-                            r.api_groups,
-                            Some(vec![String::new()]),
-                            "{}: core group only",
-                            b.role_ref.name
-                        );
                         assert!(r.resource_names.is_none() && r.non_resource_urls.is_none());
                         for res in r.resources.iter().flatten() {
+                            assert_eq!(
+                                r.api_groups,
+                                Some(vec![group_of(res).to_string()]),
+                                "{}: {res} is in group `{}` (one group per rule)",
+                                b.role_ref.name,
+                                group_of(res)
+                            );
                             for v in &r.verbs {
                                 assert_ne!(v, "*", "{}: wildcard verb", b.role_ref.name);
                                 assert_ne!(res, "*", "{}: wildcard resource", b.role_ref.name);
@@ -147,6 +170,15 @@ fn calls(code: &str) -> BTreeSet<(String, String)> {
     }
     if code.contains(".log_stream(") || code.contains(".logs(") {
         out.insert(("pods/log".to_string(), "get".to_string()));
+    }
+    // reviews are only ever created
+    for (k, res) in [
+        ("TokenReview", "tokenreviews"),
+        ("SubjectAccessReview", "subjectaccessreviews"),
+    ] {
+        if code.contains(&format!("Api::<{k}>")) && code.contains(".create(") {
+            out.insert((res.to_string(), "create".to_string()));
+        }
     }
     for forbidden in [".delete(", ".create(", ".patch(", ".replace(", ".evict("] {
         // on an Api<...> these would need write verbs nobody is granted
