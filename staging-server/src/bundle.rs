@@ -97,11 +97,12 @@ pub const SHOWN_NAME: usize = 120;
 /// [`SHOWN_NAME`] characters (with the full length said), so a hostile name can neither flood
 /// a response or a log line nor forge one.
 pub fn shown_name(raw: &[u8]) -> String {
-    let lossy = String::from_utf8_lossy(raw);
+    // a character is at most 4 bytes: what is shown lies in the first 4 × SHOWN_NAME, and
+    // converting only those keeps a gigabyte name from costing a gigabyte here
+    let lossy = String::from_utf8_lossy(&raw[..raw.len().min(4 * SHOWN_NAME + 4)]);
     let mut out = String::new();
-    let mut chars = 0;
-    for c in lossy.chars() {
-        if chars == SHOWN_NAME {
+    for (i, c) in lossy.chars().enumerate() {
+        if i == SHOWN_NAME {
             out.push_str(&format!("… ({} bytes in all)", raw.len()));
             return out;
         }
@@ -110,7 +111,6 @@ pub fn shown_name(raw: &[u8]) -> String {
         } else {
             out.push(c);
         }
-        chars += 1;
     }
     out
 }

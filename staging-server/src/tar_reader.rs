@@ -390,7 +390,10 @@ mod tests {
         ));
     }
 
-    fn all(tar: &[u8]) -> Result<Vec<(Vec<u8>, Kind, Vec<u8>)>, TarError> {
+    /// (name, kind, data) of one entry read back.
+    type ReadBack = (Vec<u8>, Kind, Vec<u8>);
+
+    fn all(tar: &[u8]) -> Result<Vec<ReadBack>, TarError> {
         let mut r = TarReader::new(tar);
         let mut out = Vec::new();
         while let Some(e) = r.next_entry()? {

@@ -159,7 +159,7 @@ fn a_second_server_on_the_same_data_dir_refuses_to_start() {
     .unwrap();
     s.write_all(&body[..body.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_staging-server"))
+    let mut second = std::process::Command::new(server_bin())
         .args([
             "--bind",
             "127.0.0.1",

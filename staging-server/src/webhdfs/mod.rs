@@ -33,11 +33,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, OriginalUri, Path as UrlPath, RawQuery, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::Extension;
 use axum::Router;
 use bytes::Bytes;
 use chrono::Utc;
@@ -190,44 +190,21 @@ impl Req {
     }
 }
 
-async fn root(
-    State(app): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    method: Method,
-    uri: OriginalUri,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    dispatch(app, peer, method, uri, String::new(), query, headers, body).await
+async fn root(State(app): State<AppState>, parts: Parts, body: Body) -> Response {
+    dispatch(app, parts, String::new(), body).await
 }
 
 async fn with_path(
     State(app): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    method: Method,
-    uri: OriginalUri,
     UrlPath(path): UrlPath<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    parts: Parts,
     body: Body,
 ) -> Response {
-    dispatch(app, peer, method, uri, path, query, headers, body).await
+    dispatch(app, parts, path, body).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn dispatch(
-    app: AppState,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    method: Method,
-    uri: OriginalUri,
-    path: String,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let peer = peer.map(|Extension(ConnectInfo(p))| p);
-    match handle(&app, peer, &method, &uri, &path, query, &headers, body).await {
+async fn dispatch(app: AppState, parts: Parts, path: String, body: Body) -> Response {
+    match handle(&app, &parts, &path, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -242,31 +219,32 @@ fn parse_query(query: Option<&str>) -> HashMap<String, String> {
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One WebHDFS request: `raw_path` is the (decoded) path after `/webhdfs/v1`.
 async fn handle(
     app: &AppState,
-    peer: Option<SocketAddr>,
-    method: &Method,
-    uri: &OriginalUri,
+    parts: &Parts,
     raw_path: &str,
-    query: Option<String>,
-    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, HdfsError> {
+    let (method, headers, query) = (&parts.method, &parts.headers, parts.uri.query());
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(p)| *p);
     let wh = &app.webhdfs;
-    let params = parse_query(query.as_deref());
+    let params = parse_query(query);
     let op = params
         .get("op")
         .map(|o| o.to_ascii_uppercase())
         .ok_or_else(|| HdfsError::bad_request("missing parameter `op`"))?;
-    let mut parts: Vec<&str> = raw_path.split('/').filter(|c| !c.is_empty()).collect();
-    let credential = match parts.first() {
-        Some(first) if looks_like_credential(first) => Some(parts.remove(0).to_string()),
+    let mut segments: Vec<&str> = raw_path.split('/').filter(|c| !c.is_empty()).collect();
+    let credential = match segments.first() {
+        Some(first) if looks_like_credential(first) => Some(segments.remove(0).to_string()),
         _ => None,
     };
     let (grant, access) = authenticate(wh, headers, credential.as_deref(), peer).await?;
     let path =
-        HdfsPath::parse(&parts.join("/")).map_err(|e| HdfsError::bad_request(e.to_string()))?;
+        HdfsPath::parse(&segments.join("/")).map_err(|e| HdfsError::bad_request(e.to_string()))?;
     let req = Req {
         grant,
         access,
@@ -282,7 +260,7 @@ async fn handle(
             StatusCode::OK,
             serde_json::json!({ "Path": home_dir(req.param("user.name")) }),
         )),
-        ("GET", "OPEN") if !data_step => redirect(wh, &req, uri, query.as_deref(), headers),
+        ("GET", "OPEN") if !data_step => redirect(wh, &req, parts.uri.path(), query, headers),
         ("GET", "OPEN") => open(app, &req).await,
         ("PUT", "MKDIRS") => {
             let perm = req.permission("755")?;
@@ -291,7 +269,7 @@ async fn handle(
         }
         ("PUT", "CREATE") if !data_step => {
             check_create(wh, &req).await?;
-            redirect(wh, &req, uri, query.as_deref(), headers)
+            redirect(wh, &req, parts.uri.path(), query, headers)
         }
         ("PUT", "CREATE") => create(app, &req, body).await,
         ("DELETE", "DELETE") => delete(wh, &req).await,
@@ -439,7 +417,7 @@ async fn list_status(wh: &WebHdfs, req: &Req) -> Result<Response, HdfsError> {
 fn redirect(
     wh: &WebHdfs,
     req: &Req,
-    uri: &OriginalUri,
+    path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response, HdfsError> {
@@ -455,11 +433,7 @@ fn redirect(
         .ok_or_else(|| HdfsError::bad_request("missing or invalid Host header"))?;
     let q = query.unwrap_or("");
     let sep = if q.is_empty() { "" } else { "&" };
-    let location = format!(
-        "{}://{host}{}?{q}{sep}{DATA_STEP}=true",
-        wh.scheme,
-        uri.0.path()
-    );
+    let location = format!("{}://{host}{}?{q}{sep}{DATA_STEP}=true", wh.scheme, path);
     if req.bool_param("noredirect", false)? {
         return Ok(json(
             StatusCode::OK,

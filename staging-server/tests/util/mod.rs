@@ -58,6 +58,15 @@ pub fn start_logging(data_dir: &Path, extra: &[&str], log: &Path) -> Server {
     start_full(data_dir, extra, &[], true, Some(log))
 }
 
+/// The staging-server binary the tests run: this build's, or the one `STAGING_SERVER_BIN`
+/// names (to replay the attack suite against another build, such as `main`'s, and see each
+/// attack land there).
+pub fn server_bin() -> PathBuf {
+    std::env::var_os("STAGING_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_staging-server")))
+}
+
 pub fn start_full(
     data_dir: &Path,
     extra: &[&str],
@@ -66,7 +75,7 @@ pub fn start_full(
     log: Option<&Path>,
 ) -> Server {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_staging-server"))
+    let child = Command::new(server_bin())
         .args([
             "--bind",
             "127.0.0.1",
