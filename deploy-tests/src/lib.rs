@@ -12,7 +12,11 @@ use std::path::PathBuf;
 
 /// The repository root (this crate lives one level below it).
 pub fn repo_root() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // as cargo sets it when it runs the test: a binary reused from another clone that shares the
+    // target directory would name that clone
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     here.parent().map(PathBuf::from).unwrap_or(here)
 }
 

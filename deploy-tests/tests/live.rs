@@ -3,7 +3,9 @@
 //! to the fake Kubernetes API server as if in a pod. Then
 //! - every readiness and liveness probe of its container answers as Kubernetes expects;
 //! - the API calls it makes are all granted by its ClusterRole, and every grant is used (the
-//!   history-collector's TokenReviews by an agent that presents a driver pod's token);
+//!   history-collector's TokenReviews by an agent that presents a driver pod's token; the
+//!   staging server's when it is asked for an upload credential, which it checks with the API
+//!   server);
 //! - on SIGTERM it exits 0 within the pod's terminationGracePeriodSeconds.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -342,6 +344,20 @@ async fn exercise(objects: &[Object], w: &Workload<'_>) {
         }
     });
 
+    // the staging server reviews tokens only when asked for an upload credential: ask once
+    if w.name == "staging-server" {
+        fake.add_identity("live-test-token", "live-test", &[]);
+        fake.allow("live-test", "create", "pods", "spark-apps");
+        let port = ports[&10000];
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/v1/credentials"))
+            .bearer_auth("live-test-token")
+            .json(&serde_json::json!({"namespace": "spark-apps"}))
+            .send()
+            .await
+            .expect("credential request");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    }
     // let it do its Kubernetes work for a moment, then compare with its grants
     tokio::time::sleep(Duration::from_secs(3)).await;
     let used: BTreeSet<(String, String)> = fake

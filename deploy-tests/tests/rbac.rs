@@ -13,20 +13,18 @@ use sidecars_deploy_tests::{deploy, repo_root};
 /// (resource, verbs); resources are in the core API group except those in [`GROUPS`].
 type Rule = (&'static str, &'static [&'static str]);
 
-/// The API group of each resource outside the core group.
-const GROUPS: &[(&str, &str)] = &[("tokenreviews", "authentication.k8s.io")];
-
-fn group_of(resource: &str) -> &'static str {
-    GROUPS
-        .iter()
-        .find(|(r, _)| *r == resource)
-        .map_or("", |(_, g)| *g)
-}
-
 /// (service account, rules).
 const GRANTS: &[(&str, &[Rule])] = &[
     ("shuffle-service", &[("pods", &["get", "list", "watch"])]),
-    ("staging-server", &[("pods", &["get", "list", "watch"])]),
+    (
+        "staging-server",
+        &[
+            ("pods", &["get", "list", "watch"]),
+            // who may obtain an upload credential: a TokenReview and a SubjectAccessReview
+            ("tokenreviews", &["create"]),
+            ("subjectaccessreviews", &["create"]),
+        ],
+    ),
     (
         "history-collector",
         &[
@@ -37,6 +35,20 @@ const GRANTS: &[(&str, &[Rule])] = &[
         ],
     ),
 ];
+
+/// The API group of each resource granted (the core group, "", for the rest).
+const GROUPS: &[(&str, &str)] = &[
+    ("tokenreviews", "authentication.k8s.io"),
+    ("subjectaccessreviews", "authorization.k8s.io"),
+];
+
+fn group_of(resource: &str) -> &'static str {
+    GROUPS
+        .iter()
+        .find(|(r, _)| *r == resource)
+        .map(|(_, g)| *g)
+        .unwrap_or("")
+}
 
 type Grants = BTreeMap<String, BTreeSet<(String, String)>>;
 
@@ -81,8 +93,9 @@ fn rendered_rbac_is_the_table() {
                             assert_eq!(
                                 r.api_groups,
                                 Some(vec![group_of(res).to_string()]),
-                                "{}: {res} in its own API group only",
-                                b.role_ref.name
+                                "{}: {res} is in group `{}` (one group per rule)",
+                                b.role_ref.name,
+                                group_of(res)
                             );
                             for v in &r.verbs {
                                 assert_ne!(v, "*", "{}: wildcard verb", b.role_ref.name);
@@ -163,10 +176,19 @@ fn calls(code: &str) -> BTreeSet<(String, String)> {
     if code.contains(".log_stream(") || code.contains(".logs(") {
         out.insert(("pods/log".to_string(), "get".to_string()));
     }
-    // a TokenReview is created to check a token: that is what its create is for
-    let reviews = uses_kind("TokenReview") || code.contains("authentication::v1::{TokenReview");
-    if reviews && code.contains(".create(") {
-        out.insert(("tokenreviews".to_string(), "create".to_string()));
+    // a review is created to check a token or a permission: that is what its create is for
+    let mut reviews = false;
+    for (k, res) in [
+        ("TokenReview", "tokenreviews"),
+        ("SubjectAccessReview", "subjectaccessreviews"),
+    ] {
+        let uses = uses_kind(k)
+            || code.contains(&format!("authentication::v1::{{{k}"))
+            || code.contains(&format!("authorization::v1::{{{k}"));
+        if uses && code.contains(".create(") {
+            out.insert((res.to_string(), "create".to_string()));
+            reviews = true;
+        }
     }
     for forbidden in [".delete(", ".create(", ".patch(", ".replace(", ".evict("] {
         if forbidden == ".create(" && reviews {

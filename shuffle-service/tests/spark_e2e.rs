@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ fn run_spark_job(python_var: &str, home_var: &str) {
     let port = free_port();
     let mut service = Daemon::start(port, &local, &state, &tmp.path().join("service-1.log"));
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spark_job.py");
+    let script = sidecars_common::crate_dir!().join("tests/spark_job.py");
     let log_path = tmp.path().join("driver.log");
     let log = std::fs::File::create(&log_path).expect("driver log");
     let mut driver = Command::new(&python)

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::tar_reader::{Kind, TarError, TarReader};
+
 /// Limits on what a bundle may contain.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -21,17 +23,45 @@ pub struct Limits {
     pub max_entries: u64,
     /// Most bytes the files may add up to once decompressed (guards against gzip bombs).
     pub max_extracted: u64,
+    /// Largest single file.
+    pub max_entry_size: u64,
+    /// Most bytes the archive may expand to per compressed byte, beyond the first
+    /// [`EXPANSION_ALLOWANCE`] (0: no limit). Jars and wheels barely compress; text a few
+    /// times; a bomb a thousand times.
+    pub max_ratio: u64,
 }
 
-/// Why a bundle was refused. Each variant names the entry at fault.
+impl Limits {
+    /// Limits with only the entry count and total size bounded (for archives already checked
+    /// at upload).
+    pub fn unbounded_shape(max_entries: u64, max_extracted: u64) -> Self {
+        Self {
+            max_entries,
+            max_extracted,
+            max_entry_size: u64::MAX,
+            max_ratio: 0,
+        }
+    }
+}
+
+/// Decompressed bytes every archive may reach whatever its compression ratio, so small
+/// archives of text (which compress well) always pass.
+pub const EXPANSION_ALLOWANCE: u64 = 32 << 20;
+
+/// Why a bundle was refused. Each variant names the entry at fault or the limit it broke;
+/// names are shown escaped and cut to [`SHOWN_NAME`] characters, never echoed whole.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     #[error("bundle entry `{name}`: {reason}")]
     BadEntry { name: String, reason: String },
-    #[error("bundle has more than {limit} entries")]
+    #[error("bundle has more than {limit} entries (--max-entries)")]
     TooManyEntries { limit: u64 },
-    #[error("bundle expands to more than {limit} bytes (at entry `{name}`)")]
+    #[error("bundle expands to more than {limit} bytes (--max-extracted-size; at entry `{name}`)")]
     TooLarge { limit: u64, name: String },
+    #[error("bundle entry `{name}` is {size} bytes, more than --max-entry-size ({limit} bytes)")]
+    EntryTooLarge { name: String, size: u64, limit: u64 },
+    #[error("bundle expands more than {ratio} times its compressed size (--max-expansion-ratio; {out} bytes from {consumed} compressed)")]
+    Expansion { ratio: u64, out: u64, consumed: u64 },
     #[error("bundle is not a valid tar.gz: {0}")]
     Corrupt(String),
     #[error("cannot write {path}: {source}")]
@@ -40,6 +70,49 @@ pub enum BundleError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl BundleError {
+    /// Whether the bundle is at fault (a 4xx), rather than the server (a write failed).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, BundleError::Write { .. })
+    }
+
+    /// Whether a limit (rather than a malformed or hostile entry) refused the bundle.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            BundleError::TooManyEntries { .. }
+                | BundleError::TooLarge { .. }
+                | BundleError::EntryTooLarge { .. }
+                | BundleError::Expansion { .. }
+        )
+    }
+}
+
+/// How many characters of an entry name an error shows.
+pub const SHOWN_NAME: usize = 120;
+
+/// An entry name as errors and logs show it: lossy UTF-8, control characters escaped, cut to
+/// [`SHOWN_NAME`] characters (with the full length said), so a hostile name can neither flood
+/// a response or a log line nor forge one.
+pub fn shown_name(raw: &[u8]) -> String {
+    // a character is at most 4 bytes: what is shown lies in the first 4 × SHOWN_NAME, and
+    // converting only those keeps a gigabyte name from costing a gigabyte here
+    let lossy = String::from_utf8_lossy(&raw[..raw.len().min(4 * SHOWN_NAME + 4)]);
+    let mut out = String::new();
+    for (i, c) in lossy.chars().enumerate() {
+        if i == SHOWN_NAME {
+            out.push_str(&format!("… ({} bytes in all)", raw.len()));
+            return out;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// One extracted file.
@@ -176,90 +249,186 @@ pub type Visit<'a> =
     dyn FnMut(&str, u64, &mut dyn Read) -> Result<Option<(u64, String)>, BundleError> + 'a;
 
 /// The rules shared by [`extract`], [`validate`] and the server's materialisation: walks the
-/// tar.gz, refuses bad entries (naming them), and hands each acceptable file, with its
-/// normalised name and declared size, to `visit`. Returns the files `visit` read, in archive
-/// order; a file whose read size differs from its header is refused as truncated.
+/// tar.gz, refuses bad entries (naming them) and broken limits (naming the limit), and hands
+/// each acceptable file, with its normalised name and declared size, to `visit`. Returns the
+/// files `visit` read, in archive order; a file whose read size differs from its header is
+/// refused as truncated. Memory stays bounded whatever the archive declares (see
+/// [`crate::tar_reader`]), and so does the work per compressed byte (`max_ratio`).
 pub fn walk<R: std::io::BufRead>(
     input: R,
     limits: Limits,
     visit: &mut Visit<'_>,
 ) -> Result<Vec<FileEntry>, BundleError> {
+    let consumed = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let tripped = std::rc::Rc::new(std::cell::Cell::new(None));
+    let counted = Counted {
+        inner: input,
+        consumed: consumed.clone(),
+    };
     // `input` is buffered by the caller (with big buffers: the decoder then inflates straight
     // into the visitor's buffer in large slices, with no copy in between).
-    let gz = flate2::bufread::GzDecoder::new(input);
-    let mut archive = tar::Archive::new(gz);
+    let gz = flate2::bufread::GzDecoder::new(counted);
+    let metered = Metered {
+        inner: gz,
+        consumed,
+        out: 0,
+        ratio: limits.max_ratio,
+        tripped: tripped.clone(),
+    };
+    let mut reader = TarReader::new(metered);
+    let result = walk_entries(&mut reader, limits, visit);
+    // a tripped ratio surfaces as a read error wherever it happened; it is the answer
+    if let Some(e) = tripped.take() {
+        return Err(e);
+    }
+    let out = result?;
+    let mut rest = reader.into_inner().inner().into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map_err(|e| BundleError::Corrupt(e.to_string()))?;
+    Ok(out)
+}
+
+fn walk_entries<R: Read>(
+    reader: &mut TarReader<R>,
+    limits: Limits,
+    visit: &mut Visit<'_>,
+) -> Result<Vec<FileEntry>, BundleError> {
     let mut seen = Seen::default();
     let mut out = Vec::new();
     let mut count = 0u64;
     let mut total = 0u64;
-    let corrupt = |e: std::io::Error| BundleError::Corrupt(e.to_string());
-    {
-        let entries = archive.entries().map_err(corrupt)?;
-        for entry in entries {
-            let mut entry = entry.map_err(corrupt)?;
-            count += 1;
-            if count > limits.max_entries {
-                return Err(BundleError::TooManyEntries {
-                    limit: limits.max_entries,
-                });
-            }
-            let raw = entry.path_bytes().into_owned();
-            let shown = String::from_utf8_lossy(&raw).into_owned();
-            let bad = |reason: String| BundleError::BadEntry {
-                name: shown.clone(),
-                reason,
-            };
-            let name = normalise_name(&raw).map_err(bad)?;
-            let kind = entry.header().entry_type();
-            match kind {
-                tar::EntryType::Directory => continue,
-                tar::EntryType::Regular | tar::EntryType::Continuous => {}
-                tar::EntryType::Symlink => {
-                    return Err(bad("symbolic link (only plain files are allowed)".into()))
-                }
-                tar::EntryType::Link => {
-                    return Err(bad("hard link (only plain files are allowed)".into()))
-                }
-                tar::EntryType::Char | tar::EntryType::Block => {
-                    return Err(bad("device file (only plain files are allowed)".into()))
-                }
-                tar::EntryType::Fifo => {
-                    return Err(bad("FIFO (only plain files are allowed)".into()))
-                }
-                other => {
-                    return Err(bad(format!(
-                        "entry type {other:?} (only plain files are allowed)"
-                    )))
-                }
-            }
-            if name.is_empty() {
-                return Err(bad("a file with an empty name".into()));
-            }
-            seen.add_file(&name).map_err(bad)?;
-            let size = entry.header().size().map_err(corrupt)?;
-            total = total.saturating_add(size);
-            if total > limits.max_extracted {
-                return Err(BundleError::TooLarge {
-                    limit: limits.max_extracted,
-                    name,
-                });
-            }
-            let Some((written, sha256)) = visit(&name, size, &mut entry)? else {
-                continue;
-            };
-            if written != size {
-                return Err(BundleError::Corrupt(format!("entry `{name}` is truncated")));
-            }
-            out.push(FileEntry {
-                name,
-                size: written,
-                sha256,
+    let corrupt = |e: TarError| BundleError::Corrupt(e.to_string());
+    while let Some(entry) = reader.next_entry().map_err(corrupt)? {
+        count += 1;
+        if count > limits.max_entries {
+            return Err(BundleError::TooManyEntries {
+                limit: limits.max_entries,
             });
         }
+        let shown = shown_name(&entry.name);
+        let bad = |reason: String| BundleError::BadEntry {
+            name: shown.clone(),
+            reason,
+        };
+        let name = normalise_name(&entry.name).map_err(bad)?;
+        match entry.kind {
+            Kind::Dir => continue,
+            Kind::File => {}
+            Kind::Symlink => {
+                return Err(bad("symbolic link (only plain files are allowed)".into()))
+            }
+            Kind::HardLink => return Err(bad("hard link (only plain files are allowed)".into())),
+            Kind::CharDevice | Kind::BlockDevice => {
+                return Err(bad("device file (only plain files are allowed)".into()))
+            }
+            Kind::Fifo => return Err(bad("FIFO (only plain files are allowed)".into())),
+            Kind::Other(flag) => {
+                return Err(bad(format!(
+                    "entry type {} (only plain files are allowed)",
+                    std::ascii::escape_default(flag)
+                )))
+            }
+        }
+        if name.is_empty() {
+            return Err(bad("a file with an empty name".into()));
+        }
+        seen.add_file(&name).map_err(bad)?;
+        let size = entry.size;
+        if size > limits.max_entry_size {
+            return Err(BundleError::EntryTooLarge {
+                name: shown,
+                size,
+                limit: limits.max_entry_size,
+            });
+        }
+        total = total.saturating_add(size);
+        if total > limits.max_extracted {
+            return Err(BundleError::TooLarge {
+                limit: limits.max_extracted,
+                name: shown,
+            });
+        }
+        let Some((written, sha256)) = visit(&name, size, reader)? else {
+            continue;
+        };
+        if written != size {
+            return Err(BundleError::Corrupt(format!(
+                "entry `{shown}` is truncated"
+            )));
+        }
+        out.push(FileEntry {
+            name,
+            size: written,
+            sha256,
+        });
     }
-    let mut inner = archive.into_inner().into_inner();
-    std::io::copy(&mut inner, &mut std::io::sink()).map_err(corrupt)?;
     Ok(out)
+}
+
+/// The compressed input, counting what the decoder consumed.
+struct Counted<R> {
+    inner: R,
+    consumed: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: std::io::BufRead> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed.set(self.consumed.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: std::io::BufRead> std::io::BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.consumed.set(self.consumed.get() + amt as u64);
+        self.inner.consume(amt)
+    }
+}
+
+impl<R> Counted<R> {
+    fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+/// The decompressed stream, stopping it once it has grown more than `ratio` times the
+/// compressed bytes consumed (past [`EXPANSION_ALLOWANCE`]).
+struct Metered<R> {
+    inner: R,
+    consumed: std::rc::Rc<std::cell::Cell<u64>>,
+    out: u64,
+    ratio: u64,
+    tripped: std::rc::Rc<std::cell::Cell<Option<BundleError>>>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let consumed = self.consumed.get();
+        if self.ratio > 0
+            && self.out > EXPANSION_ALLOWANCE
+            && self.out > self.ratio.saturating_mul(consumed)
+        {
+            self.tripped.set(Some(BundleError::Expansion {
+                ratio: self.ratio,
+                out: self.out,
+                consumed,
+            }));
+            return Err(std::io::Error::other("expansion ratio exceeded"));
+        }
+        Ok(n)
+    }
+}
+
+impl<R> Metered<flate2::bufread::GzDecoder<R>> {
+    fn inner(self) -> R {
+        self.inner.into_inner()
+    }
 }
 
 /// The buffer size of every copy through a bundle.

@@ -8,8 +8,11 @@
 //! - any bundle older than `--max-age` (when set);
 //! - objects of uploads that died before their `meta.json` was written, after `--orphan-grace`.
 //!
+//! WebHDFS uploads follow their own rules, in the same pass ([`crate::webhdfs::cleanup`]).
+//!
 //! Each pass reads the state from the object store, so several replicas sharing one S3 bucket
-//! agree, and a restart loses nothing. The pass also refreshes the bundle and byte gauges.
+//! agree, and a restart loses nothing. The pass also refreshes the gauges and each namespace's
+//! stored bytes (what `--namespace-quota` is checked against).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,12 +20,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::limits::Usage;
 use crate::metrics::Metrics;
 use crate::store::{self, Bundles, Owner};
+use crate::webhdfs::{cleanup, WebHdfs};
 
-/// Whether pods owning a bundle exist. `None`: cannot tell (no Kubernetes, or not synced yet).
+/// What the server knows of pods (the Kubernetes watch, see [`crate::owners`]).
 pub trait OwnerPods: Send + Sync {
+    /// Whether pods matching `owner` exist. `None`: cannot tell (not synced yet).
     fn any_alive(&self, owner: &Owner) -> Option<bool>;
+
+    /// The owners of the pods in `namespace` at address `ip` (who is reading an upload).
+    fn owners_at(&self, _namespace: &str, _ip: std::net::IpAddr) -> Vec<Owner> {
+        Vec::new()
+    }
+
+    /// The owners of the pods in `namespace` whose spec names the upload directory
+    /// `upload_dir` (`spark-upload-<uuid>`).
+    fn owners_referencing(&self, _namespace: &str, _upload_dir: &str) -> Vec<Owner> {
+        Vec::new()
+    }
 }
 
 /// Cleanup settings.
@@ -39,6 +56,8 @@ pub struct Cleaner {
     policy: Policy,
     owners: Option<Arc<dyn OwnerPods>>,
     metrics: Arc<Metrics>,
+    usage: Arc<Usage>,
+    webhdfs: Option<(Arc<WebHdfs>, cleanup::Policy, cleanup::Cleaner)>,
     /// When each used bundle was first seen without owner pods (in memory on purpose: after a
     /// restart the grace period starts again, which only ever keeps bundles longer).
     owner_gone_since: HashMap<String, DateTime<Utc>>,
@@ -56,14 +75,23 @@ impl Cleaner {
         policy: Policy,
         owners: Option<Arc<dyn OwnerPods>>,
         metrics: Arc<Metrics>,
+        usage: Arc<Usage>,
     ) -> Self {
         Self {
             bundles,
             policy,
             owners,
             metrics,
+            usage,
+            webhdfs: None,
             owner_gone_since: HashMap::new(),
         }
+    }
+
+    /// Cleans WebHDFS uploads too, with `policy`.
+    pub fn with_webhdfs(mut self, webhdfs: Arc<WebHdfs>, policy: cleanup::Policy) -> Self {
+        self.webhdfs = Some((webhdfs, policy, cleanup::Cleaner::default()));
+        self
     }
 
     /// Runs passes every `interval` until `stop` is cancelled.
@@ -81,8 +109,32 @@ impl Cleaner {
         }
     }
 
-    /// One pass at time `now`. Returns the ids deleted.
+    /// One pass at time `now`. Returns the ids of the bundles deleted.
     pub async fn pass(&mut self, now: DateTime<Utc>) -> Result<Vec<String>, store::Error> {
+        let (deleted, mut usage) = self.bundle_pass(now).await?;
+        if let Some((wh, policy, cleaner)) = &mut self.webhdfs {
+            let out = cleaner
+                .pass(wh, policy, self.owners.as_deref(), now)
+                .await?;
+            for (reason, _) in &out.deleted {
+                self.metrics.cleanup(&format!("webhdfs_{reason}"));
+            }
+            self.metrics.webhdfs_files.set(out.files as i64);
+            self.metrics.blobs.set(out.blobs as i64);
+            self.metrics.blob_bytes.set(out.blob_bytes as i64);
+            for (ns, bytes) in out.usage {
+                *usage.entry(ns).or_default() += bytes;
+            }
+        }
+        self.usage.set_stored(usage);
+        Ok(deleted)
+    }
+
+    /// The bundles' part of a pass: the ids deleted, and the bytes kept by namespace.
+    async fn bundle_pass(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<String>, HashMap<String, u64>), store::Error> {
         let objects = self.bundles.objects.list("bundles/").await?;
         struct Seen {
             has_meta: bool,
@@ -109,12 +161,20 @@ impl Cleaner {
         }
         let mut deleted = Vec::new();
         let (mut kept, mut kept_bytes) = (0i64, 0i64);
+        let mut usage: HashMap<String, u64> = HashMap::new();
         for (id, seen) in by_id {
             let reason = if !seen.has_meta {
                 older_than(seen.newest, now, self.policy.orphan_grace).then_some("orphan")
             } else {
                 match self.bundles.meta(&id).await {
-                    Ok(meta) => self.verdict(&meta, now),
+                    Ok(meta) => {
+                        let v = self.verdict(&meta, now);
+                        if v.is_none() {
+                            *usage.entry(meta.owner.owner_namespace.clone()).or_default() +=
+                                seen.bytes;
+                        }
+                        v
+                    }
                     Err(store::Error::NotFound(_)) => None,
                     Err(e) => {
                         tracing::warn!(bundle = %id, error = %e, "cannot read bundle metadata; keeping it");
@@ -142,7 +202,7 @@ impl Cleaner {
         }
         self.metrics.bundles.set(kept);
         self.metrics.bytes_stored.set(kept_bytes);
-        Ok(deleted)
+        Ok((deleted, usage))
     }
 
     fn verdict(&mut self, meta: &store::BundleMeta, now: DateTime<Utc>) -> Option<&'static str> {

@@ -367,3 +367,74 @@ async fn download_once(
     }
     Ok(())
 }
+
+/// Asks `server` for an upload credential for `namespace`, presenting `bearer` (a Kubernetes
+/// token whose identity may create pods in the namespace, or the administrator's token).
+pub async fn token(
+    server: &str,
+    namespace: &str,
+    bearer: &str,
+    ttl: Option<Duration>,
+    ca_cert: Option<&Path>,
+) -> anyhow::Result<crate::auth::Issued> {
+    let client = http_client(ca_cert)?;
+    let url = endpoint(server, "/api/v1/credentials");
+    let mut body = serde_json::json!({ "namespace": namespace });
+    if let Some(ttl) = ttl {
+        body["ttlSeconds"] = ttl.as_secs().into();
+    }
+    let resp = client
+        .post(&url)
+        .bearer_auth(bearer)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        bail!("{url} refused: {status}: {}", text.trim());
+    }
+    resp.json()
+        .await
+        .with_context(|| format!("unexpected answer from {url}"))
+}
+
+/// The bearer token of the current kubeconfig context (`token` or `tokenFile`), if it has
+/// one.
+pub fn kubeconfig_token() -> anyhow::Result<Option<String>> {
+    let config = match kube::config::Kubeconfig::read() {
+        Ok(c) => c,
+        Err(_) => return Ok(None),
+    };
+    let Some(ctx_name) = config.current_context.clone() else {
+        return Ok(None);
+    };
+    let Some(user) = config
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx_name)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.user.clone())
+    else {
+        return Ok(None);
+    };
+    let Some(auth) = config
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)
+        .and_then(|a| a.auth_info.as_ref())
+    else {
+        return Ok(None);
+    };
+    if let Some(t) = &auth.token {
+        use secrecy::ExposeSecret;
+        return Ok(Some(t.expose_secret().to_string()));
+    }
+    if let Some(f) = &auth.token_file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the kubeconfig's tokenFile {f}"))?;
+        return Ok(Some(t.trim().to_string()));
+    }
+    Ok(None)
+}

@@ -1,5 +1,5 @@
-//! The staging server's Prometheus metrics: bundles held, bytes stored, uploads, downloads
-//! and cleanups.
+//! The staging server's Prometheus metrics: bundles held, bytes stored, uploads, downloads,
+//! cleanups, and the WebHDFS files and their deduplicated contents.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +29,9 @@ pub struct Metrics {
     pub uploads: Family<ResultLabel, Counter>,
     pub downloads: Family<KindLabel, Counter>,
     pub cleanups: Family<ReasonLabel, Counter>,
+    pub webhdfs_files: Gauge,
+    pub blobs: Gauge,
+    pub blob_bytes: Gauge,
 }
 
 impl Metrics {
@@ -48,8 +51,23 @@ impl Metrics {
         );
         r.register(
             "cleanups",
-            "Bundles deleted by the cleaner, by reason",
+            "Bundles and WebHDFS uploads deleted by the cleaner, by reason",
             self.cleanups.clone(),
+        );
+        r.register(
+            "webhdfs_files",
+            "Files stored through WebHDFS",
+            self.webhdfs_files.clone(),
+        );
+        r.register(
+            "blobs",
+            "Distinct file contents stored for WebHDFS files (identical files share one)",
+            self.blobs.clone(),
+        );
+        r.register(
+            "blob_bytes",
+            "Bytes of those contents",
+            self.blob_bytes.clone(),
         );
     }
 

@@ -54,6 +54,45 @@ pub struct Args {
     /// Most entries a bundle may hold.
     #[arg(long, env = "STAGING_MAX_ENTRIES", default_value_t = 10_000)]
     pub max_entries: u64,
+    /// Largest single file in a bundle, once decompressed.
+    #[arg(long, env = "STAGING_MAX_ENTRY_SIZE", default_value = "4GiB", value_parser = parse_byte_size)]
+    pub max_entry_size: u64,
+    /// Most bytes a bundle may expand to per compressed byte, beyond its first 32 MiB (0: no
+    /// limit). Jars barely compress and text a few times; a gzip bomb a thousand times.
+    #[arg(long, env = "STAGING_MAX_EXPANSION_RATIO", default_value_t = 100)]
+    pub max_expansion_ratio: u64,
+    /// Largest file uploaded through WebHDFS.
+    #[arg(long, env = "STAGING_MAX_FILE_SIZE", default_value = "4GiB", value_parser = parse_byte_size)]
+    pub max_file_size: u64,
+    /// Most bytes one namespace may store (bundles, their files, and WebHDFS files; 0: no
+    /// limit).
+    #[arg(long, env = "STAGING_NAMESPACE_QUOTA", default_value = "50GiB", value_parser = parse_byte_size)]
+    pub namespace_quota: u64,
+    /// Most uploads per minute per credential (WebHDFS) or per client address (v0 API); 0: no
+    /// limit.
+    #[arg(long, env = "STAGING_UPLOADS_PER_MINUTE", default_value_t = 600)]
+    pub uploads_per_minute: u64,
+    /// Most failed authentications per minute per client address before it is refused.
+    #[arg(long, env = "STAGING_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u64,
+    /// A WebHDFS upload no pod has claimed (read, or named in its spec) is deleted this long
+    /// after it was written.
+    #[arg(long, env = "STAGING_UNCLAIMED_TTL", default_value = "6h", value_parser = parse_duration)]
+    pub unclaimed_ttl: Duration,
+    /// How long an upload credential is valid unless the request asks for less.
+    #[arg(long, env = "STAGING_CREDENTIAL_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub credential_ttl: Duration,
+    /// The longest validity a credential may be issued with.
+    #[arg(long, env = "STAGING_MAX_CREDENTIAL_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub max_credential_ttl: Duration,
+    /// Lifetime of the access tokens `/oauth2/token` hands out.
+    #[arg(long, env = "STAGING_ACCESS_TOKEN_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+    /// File holding the administrator's token: whoever presents it may obtain upload
+    /// credentials for any namespace (without it, only Kubernetes identities that may create
+    /// pods in a namespace obtain credentials for it).
+    #[arg(long, env = "STAGING_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// A bundle never downloaded is deleted this long after upload.
     #[arg(long, env = "STAGING_INITIAL_ACCESS_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
     pub initial_access_timeout: Duration,
@@ -77,6 +116,29 @@ pub struct Args {
     pub common: CommonArgs,
 }
 
+/// Takes `<data-dir>/lock` (an advisory `flock`, released when the process ends however it
+/// ends) for this process alone.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        bail!(
+            "--data-dir {} is in use by another staging-server (cannot lock {}: {e})",
+            data_dir.display(),
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     sidecars_common::telemetry::init(&args.common)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -94,6 +156,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.data_dir.display()
         )
     })?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create --data-dir {}", data_dir.display()))?;
+    // Before touching anything in it: a second server on the same directory must not wipe
+    // the first one's uploads in flight.
+    let _data_lock = lock_data_dir(&data_dir)?;
     let spool = data_dir.join("spool");
     // Uploads in flight when the process died are incomplete by definition.
     let _ = std::fs::remove_dir_all(&spool);
@@ -106,7 +173,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let objects = sidecars_common::objstore::open(&storage, &args.s3)
         .await
         .with_context(|| format!("cannot open --storage {storage}"))?;
-    let bundles = Bundles::new(objects).with_fsync(!args.no_fsync);
+    // A local store is this process's alone; taking it also deletes the temp files a killed
+    // process left (extractions cut short, uploads in flight).
+    let _store_lock =
+        match objects.as_file_store() {
+            Some(fs) => Some(fs.lock().with_context(|| {
+                format!("--storage {storage} is in use by another staging-server")
+            })?),
+            None => None,
+        };
+    let mut private = vec![(data_dir.display().to_string(), "<data-dir>")];
+    if let Some(fs) = objects.as_file_store() {
+        private.push((fs.root().display().to_string(), "<store>"));
+    }
+    crate::errors::set_private_paths(private);
+    let bundles = Bundles::new(objects.clone()).with_fsync(!args.no_fsync);
 
     let metrics = Arc::new(Metrics::default());
     let mut registry = prometheus_client::registry::Registry::default();
@@ -118,6 +199,67 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let admin = Admin::new(registry);
 
+    let kube = args.kube.client().await?;
+    let owners: Option<Arc<dyn crate::cleaner::OwnerPods>> = match &kube {
+        Some(client) => {
+            tracing::info!(namespaces = ?args.kube.namespaces, "watching pods to tie bundles and uploads to their owners");
+            Some(Arc::new(crate::owners::PodView::watch(
+                client.clone(),
+                args.kube.namespaces.clone(),
+                shutdown.token(),
+            )))
+        }
+        None => {
+            tracing::info!(
+                "no Kubernetes configured: used bundles and claimed uploads live until --max-age"
+            );
+            None
+        }
+    };
+    let admin_token_sha256 = match &args.admin_token_file {
+        Some(path) => {
+            let t = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --admin-token-file {}", path.display()))?;
+            let t = t.trim();
+            if t.len() < 16 {
+                bail!(
+                    "--admin-token-file {}: the token must be at least 16 characters",
+                    path.display()
+                );
+            }
+            Some(crate::secrets::hash(t))
+        }
+        None => None,
+    };
+    if admin_token_sha256.is_none() && kube.is_none() {
+        tracing::warn!("neither --admin-token-file nor Kubernetes is configured: no upload credential can be issued, so WebHDFS refuses everyone");
+    }
+    let usage = Arc::new(crate::limits::Usage::new(args.namespace_quota));
+    let uploads = Arc::new(crate::limits::RateLimiter::new(args.uploads_per_minute));
+    let failures = Arc::new(crate::limits::RateLimiter::new(
+        args.auth_failures_per_minute,
+    ));
+    let grants = crate::auth::grants::Grants::new(objects.clone());
+    let webhdfs = Arc::new(crate::webhdfs::WebHdfs::new(
+        objects.clone(),
+        grants.clone(),
+        usage.clone(),
+        uploads.clone(),
+        failures.clone(),
+        owners.clone(),
+        args.max_file_size,
+        tls.is_some(),
+    ));
+    let auth = Arc::new(crate::auth::Auth {
+        grants,
+        kube: kube.clone(),
+        admin_token_sha256,
+        default_ttl: args.credential_ttl,
+        max_ttl: args.max_credential_ttl,
+        access_ttl: args.access_token_ttl,
+        failures,
+    });
+
     let state = AppState {
         bundles: bundles.clone(),
         spool,
@@ -125,8 +267,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         limits: Limits {
             max_entries: args.max_entries,
             max_extracted: args.max_extracted_size,
+            max_entry_size: args.max_entry_size,
+            max_ratio: args.max_expansion_ratio,
         },
         metrics: metrics.clone(),
+        usage: usage.clone(),
+        uploads,
+        webhdfs: webhdfs.clone(),
+        auth,
     };
     let policy = Policy {
         initial_access_timeout: args.initial_access_timeout,
@@ -134,21 +282,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         owner_grace: args.owner_grace,
         orphan_grace: args.orphan_grace,
     };
-    let owners: Option<Arc<dyn crate::cleaner::OwnerPods>> = match args.kube.client().await? {
-        Some(client) => {
-            tracing::info!(namespaces = ?args.kube.namespaces, "watching pods to tie used bundles to their owners");
-            Some(Arc::new(crate::owners::PodView::watch(
-                client,
-                args.kube.namespaces.clone(),
-                shutdown.token(),
-            )))
-        }
-        None => {
-            tracing::info!("no Kubernetes configured: used bundles live until --max-age");
-            None
-        }
+    let upload_policy = crate::webhdfs::cleanup::Policy {
+        unclaimed_ttl: args.unclaimed_ttl,
+        owner_grace: args.owner_grace,
+        orphan_grace: args.orphan_grace,
+        max_age: args.max_age,
     };
-    let cleaner = Cleaner::new(bundles, policy, owners, metrics);
+    let cleaner =
+        Cleaner::new(bundles, policy, owners, metrics, usage).with_webhdfs(webhdfs, upload_policy);
     tokio::spawn(cleaner.run(args.cleanup_interval, shutdown.token()));
 
     let addr = SocketAddr::new(args.bind, args.port);

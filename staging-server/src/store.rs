@@ -23,7 +23,7 @@
 //! materialisation that raced a cleanup), and the cleaner removes them after a grace period.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -32,12 +32,15 @@ use tokio::sync::watch;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sidecars_common::objstore::{self, ObjectStore, StoreError};
+use sidecars_common::objstore::{self, FileStore, ObjectStore, StoreError};
 
 use crate::bundle::{self, BundleError, FileEntry};
+use crate::spool::Spooled;
 
-/// Who a bundle belongs to, exactly as the original client sent it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// Who a bundle belongs to, exactly as the original client sent it; also who claimed a
+/// WebHDFS upload (the pods of one Spark application, by its `spark-app-selector` label, or
+/// one pod by name).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]
 pub struct Owner {
     pub owner_namespace: String,
@@ -45,6 +48,9 @@ pub struct Owner {
     pub owner_labels: std::collections::BTreeMap<String, String>,
     #[serde(default = "pod")]
     pub owner_type: String,
+    /// A single pod's name (our extension; the original protocol only has labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_name: Option<String>,
 }
 
 fn pod() -> String {
@@ -117,12 +123,6 @@ pub enum Error {
     },
 }
 
-/// The extended attribute in which common's `FileStore` keeps an object's sha256. A file
-/// renamed into a local store with this attribute set is served without being read again; one
-/// without it would be hashed on its first read. (The name must match `objstore::file`; the
-/// `adopted_archive_keeps_the_recorded_sha256` test fails if the two drift apart.)
-const SHA_XATTR: &str = "user.sidecars.sha256";
-
 /// How far one materialisation of a bundle has got: `done` files of `meta.files` (in archive
 /// order) are in the store, and `outcome` is set once it has ended.
 #[derive(Clone, Debug, Default)]
@@ -135,9 +135,10 @@ pub struct Progress {
 #[derive(Clone, Debug)]
 pub struct Bundles {
     pub objects: Arc<dyn ObjectStore>,
-    /// The directory of a `file://` store: finished uploads are renamed into it instead of
-    /// being copied, and archives are read from it directly.
-    local_root: Option<PathBuf>,
+    /// Whether the store is local disk: uploads are then written in place and published by
+    /// rename, and archives and files are read from disk directly (tests turn it off to take
+    /// the generic path on a local store).
+    local: bool,
     /// Whether uploads are flushed to disk before they are acknowledged.
     fsync: bool,
     /// The materialisations running now, by bundle id (single flight per bundle).
@@ -148,14 +149,10 @@ pub struct Bundles {
 
 impl Bundles {
     pub fn new(objects: Arc<dyn ObjectStore>) -> Self {
-        let local_root = objects
-            .url()
-            .strip_prefix("file://")
-            .filter(|p| p.starts_with('/'))
-            .map(PathBuf::from);
+        let local = objects.as_file_store().is_some();
         Self {
             objects,
-            local_root,
+            local,
             fsync: true,
             inflight: Default::default(),
             materialisations: Counter::default(),
@@ -169,19 +166,18 @@ impl Bundles {
         self
     }
 
-    /// Whether an upload's spooled archive must reach the disk before it is acknowledged: it
-    /// must when it becomes the stored bundle itself (a local store, with fsync); on S3 the
-    /// store's own put is what makes it durable.
-    pub fn sync_spool(&self) -> bool {
-        self.fsync && self.local_root.is_some()
+    /// Whether uploads are flushed to disk before they are acknowledged.
+    pub fn fsync(&self) -> bool {
+        self.fsync
     }
 
     /// Where the object `key` lives on a local store, for readers that bypass the generic
     /// streaming (downloads, which read it in budgeted chunks); `None` on S3.
     pub fn local_path(&self, key: &str) -> Option<PathBuf> {
-        let root = self.local_root.as_ref()?;
-        objstore::validate_key(key).ok()?;
-        Some(root.join(key))
+        if !self.local {
+            return None;
+        }
+        self.objects.as_file_store()?.object_path(key).ok()
     }
 
     pub async fn meta(&self, id: &str) -> Result<BundleMeta, Error> {
@@ -208,35 +204,16 @@ impl Bundles {
         Ok(())
     }
 
-    /// Publishes an upload spooled in `spool` (`bundle.tar.gz`, the archive as uploaded),
-    /// whose size and sha256, and its files', `meta` already holds: the archive first,
-    /// `meta.json` last. The per-file objects are not written here (see [`Self::materialise`]).
-    ///
-    /// On a local store on the same filesystem as the spool, the spool directory is renamed
-    /// into place whole, so no byte is copied or hashed again; elsewhere (S3, another
-    /// filesystem) the archive is streamed into the store, and the store's sha256 must agree
-    /// with the one computed at upload.
-    pub async fn publish(&self, meta: BundleMeta, spool: &Path) -> Result<BundleMeta, Error> {
+    /// Publishes an upload whose archive was received into `archive`, and whose size and
+    /// sha256, and its files', `meta` already holds: the archive first, `meta.json` last. The
+    /// per-file objects are not written here (see [`Self::materialise`]).
+    pub async fn publish(&self, meta: BundleMeta, archive: Spooled) -> Result<BundleMeta, Error> {
         let id = meta.resource_id.clone();
         let result = async {
-            let adopted = match &self.local_root {
-                Some(root) => {
-                    let (root, dir, m, fsync) =
-                        (root.clone(), spool.to_path_buf(), meta.clone(), self.fsync);
-                    tokio::task::spawn_blocking(move || adopt(&root, &dir, &m, fsync))
-                        .await
-                        .map_err(|e| Error::Local {
-                            path: spool.to_path_buf(),
-                            source: std::io::Error::other(format!("publish task failed: {e}")),
-                        })??
-                }
-                None => false,
-            };
-            if !adopted {
-                self.copy_in(&meta, spool).await?;
-            }
-            self.write_meta(&meta).await?;
-            Ok::<_, Error>(())
+            archive
+                .publish(&self.objects, &bundle_key(&id), &meta.bundle_sha256)
+                .await?;
+            self.write_meta(&meta).await
         }
         .await;
         if let Err(e) = result {
@@ -244,31 +221,6 @@ impl Bundles {
             return Err(e);
         }
         Ok(meta)
-    }
-
-    /// Streams the spooled archive into the store.
-    async fn copy_in(&self, meta: &BundleMeta, spool: &Path) -> Result<(), Error> {
-        let key = bundle_key(&meta.resource_id);
-        let path = spool.join("bundle.tar.gz");
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|source| Error::Local {
-                path: path.clone(),
-                source,
-            })?;
-        let put = self.objects.put(&key, Box::pin(file)).await?;
-        if put.sha256 != meta.bundle_sha256 {
-            return Err(Error::Local {
-                path,
-                source: std::io::Error::other(format!(
-                    "stored as {} with sha256 {}, but it had {} when it was received",
-                    self.objects.object_url(&key),
-                    put.sha256,
-                    meta.bundle_sha256
-                )),
-            });
-        }
-        Ok(())
     }
 
     /// Makes sure the object of `meta.files[index]` is in the store, materialising it from the
@@ -380,9 +332,8 @@ impl Bundles {
             return Ok(());
         }
         let handle = tokio::runtime::Handle::current();
-        let archive: Box<dyn std::io::Read + Send> = match &self.local_root {
-            Some(root) => {
-                let path = root.join(bundle_key(&id));
+        let archive: Box<dyn std::io::Read + Send> = match self.local_path(&bundle_key(&id)) {
+            Some(path) => {
                 let file = std::fs::File::open(&path).map_err(|source| Error::Local {
                     path: path.clone(),
                     source,
@@ -395,7 +346,7 @@ impl Bundles {
             )),
         };
         let (objects, meta, tx) = (self.objects.clone(), meta.clone(), tx.clone());
-        let local_root = self.local_root.clone().map(|r| (r, self.fsync));
+        let local = self.local.then_some(self.fsync);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let failed = |message: String| Error::Extract {
             id: id.clone(),
@@ -407,15 +358,7 @@ impl Bundles {
                 if background {
                     lower_priority();
                 }
-                let r = extract_blocking(
-                    &objects,
-                    local_root.as_ref().map(|(r, f)| (r.as_path(), *f)),
-                    &meta,
-                    &present,
-                    archive,
-                    &handle,
-                    &tx,
-                );
+                let r = extract_blocking(&objects, local, &meta, &present, archive, &handle, &tx);
                 let _ = done_tx.send(r);
             })
             .map_err(|e| failed(format!("cannot start the extraction thread: {e}")))?;
@@ -450,12 +393,12 @@ impl Bundles {
 /// while hashing it. A file whose bytes do not hash to the recorded sha256 never appears in
 /// the store, so wrong bytes are never served.
 ///
-/// On a local store (`local_root`: its root, and whether to fsync, as for uploads) each file is
-/// written straight into place (temp file, sha256 attribute, fsync, rename), read and hashed
-/// once; elsewhere it is streamed through the object store's put.
+/// On a local store (`local`: whether to fsync, as for uploads) each file is written straight
+/// into place through common's in-place writes (temp file, sha256 attribute, fsync, rename),
+/// read and hashed once; elsewhere it is streamed through the object store's put.
 fn extract_blocking(
     objects: &Arc<dyn ObjectStore>,
-    local_root: Option<(&Path, bool)>,
+    local: Option<bool>,
     meta: &BundleMeta,
     present: &HashSet<String>,
     archive: Box<dyn std::io::Read + Send>,
@@ -463,10 +406,12 @@ fn extract_blocking(
     tx: &watch::Sender<Progress>,
 ) -> Result<(), Error> {
     let id = &meta.resource_id;
-    let limits = bundle::Limits {
-        max_entries: u64::MAX,
-        max_extracted: meta.files.iter().map(|f| f.size).sum(),
-    };
+    // the archive was checked against the configured limits at upload; here it only has to
+    // match its manifest
+    let limits = bundle::Limits::unbounded_shape(
+        meta.files.len() as u64,
+        meta.files.iter().map(|f| f.size).sum(),
+    );
     let mut index = 0usize;
     let mut buf = vec![0u8; bundle::COPY_BUF];
     let input = std::io::BufReader::with_capacity(bundle::COPY_BUF, archive);
@@ -488,8 +433,8 @@ fn extract_blocking(
         index += 1;
         let key = file_key(id, name);
         if !present.contains(&key) {
-            match local_root {
-                Some((root, fsync)) => store_local(root, fsync, &key, entry, &mut buf, expected)?,
+            match local.zip(objects.as_file_store()) {
+                Some((fsync, fs)) => store_local(fs, fsync, &key, entry, &mut buf, expected)?,
                 None => store_remote(objects, handle, &key, entry, &mut buf, expected)?,
             }
         }
@@ -522,22 +467,10 @@ fn mismatch(expected: &FileEntry, n: u64, sha256: &str) -> Option<BundleError> {
     })
 }
 
-/// A temp file removed when dropped, unless `path` was taken (after the rename).
-struct TempFile(Option<PathBuf>);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-/// Writes one file object of a local store the way common's `FileStore` does (temp file in
-/// its `.sidecars/tmp`, sha256 attribute, fsync, rename, fsync of the directory), but from
-/// this thread and with the one hash taken while extracting.
+/// Writes one file object of a local store in place through common's `FileStore` (temp file,
+/// sha256 attribute, fsync, rename), with the one hash taken while extracting.
 fn store_local(
-    root: &Path,
+    fs: &FileStore,
     fsync: bool,
     key: &str,
     entry: &mut dyn std::io::Read,
@@ -545,53 +478,28 @@ fn store_local(
     expected: &FileEntry,
 ) -> Result<(), BundleError> {
     use std::io::Write;
-    objstore::validate_key(key).map_err(|e| BundleError::BadEntry {
-        name: expected.name.clone(),
-        reason: e.to_string(),
-    })?;
-    let dest = root.join(key);
-    let tmp_dir = root.join(".sidecars").join("tmp");
-    let tmp = tmp_dir.join(format!("materialise-{}", uuid::Uuid::new_v4()));
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BundleError::Write { path, source }
+    let failed = |e: StoreError| BundleError::Write {
+        path: PathBuf::from(fs.object_url(key)),
+        source: std::io::Error::other(e.to_string()),
     };
-    std::fs::create_dir_all(&tmp_dir).map_err(write_err(&tmp_dir))?;
-    let mut guard = TempFile(Some(tmp.clone()));
-    let mut file = std::fs::File::create(&tmp).map_err(write_err(&tmp))?;
-    let (n, sha256) =
+    let mut w = fs.begin_write().map_err(failed)?;
+    let (n, sha256) = {
+        let file = w.file();
         bundle::hash_copy(entry, buf, &mut |b| file.write_all(b)).map_err(|e| match e {
             bundle::WriteError::Read(e) => BundleError::BadEntry {
-                name: expected.name.clone(),
+                name: bundle::shown_name(expected.name.as_bytes()),
                 reason: e.to_string(),
             },
             bundle::WriteError::Write(source) => BundleError::Write {
-                path: tmp.clone(),
+                path: PathBuf::from(fs.object_url(key)),
                 source,
             },
-        })?;
+        })?
+    };
     if let Some(e) = mismatch(expected, n, &sha256) {
         return Err(e);
     }
-    {
-        use xattr::FileExt;
-        // Without xattr support the store falls back to hashing on first read.
-        let _ = file.set_xattr(SHA_XATTR, sha256.as_bytes());
-    }
-    if fsync {
-        file.sync_all().map_err(write_err(&tmp))?;
-    }
-    drop(file);
-    let parent = dest.parent().unwrap_or(root);
-    std::fs::create_dir_all(parent).map_err(write_err(parent))?;
-    std::fs::rename(&tmp, &dest).map_err(write_err(&dest))?;
-    guard.0 = None;
-    if fsync {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err(parent))?;
-    }
-    Ok(())
+    fs.commit(w, key, &sha256, fsync).map_err(failed)
 }
 
 /// Streams one file object into the store through its put (S3), hashing it on the way; a
@@ -681,58 +589,10 @@ fn lower_priority() {
     }
 }
 
-/// Moves a spooled upload into the local store rooted at `root` by renaming its directory to
-/// `bundles/<id>`, after recording the archive's sha256 where the store looks for it and, with
-/// `fsync`, flushing it and the directories. `Ok(false)`: the store is on another filesystem,
-/// nothing was moved, and the caller copies instead.
-fn adopt(root: &Path, spool: &Path, meta: &BundleMeta, fsync: bool) -> Result<bool, Error> {
-    let id = &meta.resource_id;
-    let local = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Local { path, source }
-    };
-    objstore::validate_key(&bundle_key(id))?;
-    let path = spool.join("bundle.tar.gz");
-    let file = std::fs::File::open(&path).map_err(local(&path))?;
-    {
-        use xattr::FileExt;
-        // Without xattr support the store falls back to hashing on first read.
-        let _ = file.set_xattr(SHA_XATTR, meta.bundle_sha256.as_bytes());
-    }
-    if fsync {
-        // short: the receiver flushed the archive as it arrived
-        file.sync_all().map_err(local(&path))?;
-    }
-    let parent = root.join("bundles");
-    std::fs::create_dir_all(&parent).map_err(local(&parent))?;
-    let dest = parent.join(id);
-    match std::fs::rename(spool, &dest) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => return Ok(false),
-        Err(source) => {
-            return Err(Error::Local {
-                path: dest,
-                source: std::io::Error::new(
-                    source.kind(),
-                    format!("cannot move {} here: {source}", spool.display()),
-                ),
-            })
-        }
-    }
-    if fsync {
-        for d in [&dest, &parent] {
-            std::fs::File::open(d)
-                .and_then(|f| f.sync_all())
-                .map_err(local(d))?;
-        }
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sidecars_common::objstore::FileStore;
+    use std::path::Path;
 
     fn meta(id: &str, files: &[(&str, &str)], bundle_sha: &str) -> BundleMeta {
         BundleMeta {
@@ -742,6 +602,7 @@ mod tests {
                 owner_namespace: "ns".into(),
                 owner_labels: Default::default(),
                 owner_type: "Pod".into(),
+                owner_name: None,
             },
             secret_sha256: String::new(),
             token_sha256: String::new(),
@@ -761,61 +622,115 @@ mod tests {
         }
     }
 
-    fn spool_with(dir: &Path) {
+    /// A local store seen as a remote one (no in-place writes), for the S3 code paths.
+    #[derive(Debug)]
+    struct NotLocal(Arc<FileStore>);
+
+    #[async_trait::async_trait]
+    impl ObjectStore for NotLocal {
+        fn url(&self) -> &str {
+            self.0.url()
+        }
+        async fn put(
+            &self,
+            key: &str,
+            body: objstore::Reader,
+        ) -> objstore::Result<objstore::ObjectMeta> {
+            self.0.put(key, body).await
+        }
+        async fn get(
+            &self,
+            key: &str,
+            range: Option<std::ops::Range<u64>>,
+        ) -> objstore::Result<objstore::GetResult> {
+            self.0.get(key, range).await
+        }
+        async fn head(&self, key: &str) -> objstore::Result<objstore::ObjectMeta> {
+            self.0.head(key).await
+        }
+        async fn list(&self, prefix: &str) -> objstore::Result<Vec<objstore::ObjectMeta>> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> objstore::Result<()> {
+            self.0.delete(key).await
+        }
+    }
+
+    fn spooled(objects: &Arc<dyn ObjectStore>, dir: &Path, data: &[u8]) -> Spooled {
+        use std::io::Write;
         std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(dir.join("bundle.tar.gz"), b"tgz").unwrap();
+        let (s, mut f) = Spooled::create(objects, dir, true).unwrap();
+        f.write_all(data).unwrap();
+        s
     }
 
     /// The sha256 recorded at upload is what the store serves: a deliberately wrong one here
-    /// proves the store read it instead of hashing the archive (which it would do if the
-    /// attribute name drifted from common's FileStore), and that the bytes were moved, not
-    /// copied. No file object is written at publication.
+    /// proves the store kept it instead of hashing the archive again, so the bytes were
+    /// written once, in place, and published by rename. No file object is written at
+    /// publication, and no temp file is left.
     #[tokio::test]
-    async fn adopted_archive_keeps_the_recorded_sha256() {
+    async fn published_archive_keeps_the_recorded_sha256() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FileStore::new(dir.path().join("store")).unwrap());
-        let bundles = Bundles::new(store.clone());
-        assert!(bundles.local_root.is_some());
+        let objects: Arc<dyn ObjectStore> = store.clone();
+        let bundles = Bundles::new(objects.clone());
+        assert!(bundles.local);
         let id = uuid::Uuid::new_v4().to_string();
-        let spool = dir.path().join("spool").join(&id);
-        spool_with(&spool);
+        let archive = spooled(&objects, &dir.path().join("spool"), b"tgz");
         let (fake1, fake3) = ("1".repeat(64), "3".repeat(64));
         let m = meta(&id, &[("jars/a.jar", &fake1)], &fake3);
-        bundles.publish(m, &spool).await.unwrap();
-        assert!(!spool.exists(), "spool was copied, not moved");
+        bundles.publish(m, archive).await.unwrap();
         assert_eq!(store.head(&bundle_key(&id)).await.unwrap().sha256, fake3);
         assert!(store.head(&file_key(&id, "jars/a.jar")).await.is_err());
         assert_eq!(bundles.meta(&id).await.unwrap().files.len(), 1);
+        let tmp = dir.path().join("store/.sidecars/tmp");
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "temp file left"
+        );
+        assert!(!dir.path().join("spool").read_dir().unwrap().any(|_| true));
         bundles.delete(&id).await.unwrap();
         assert!(!dir.path().join("store/bundles").join(&id).exists());
     }
 
-    /// Copying (the path for S3 and other filesystems) refuses an archive whose bytes no
-    /// longer match the sha256 taken at upload, and leaves nothing behind.
+    /// Through the spool and the store's put (the S3 path): an archive whose bytes no longer
+    /// match the sha256 taken at upload is refused and leaves nothing behind; the spool file
+    /// goes either way.
     #[tokio::test]
-    async fn copied_archive_is_checked() {
+    async fn put_archive_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FileStore::new(dir.path().join("store")).unwrap());
-        let mut bundles = Bundles::new(store.clone());
-        bundles.local_root = None;
+        let objects: Arc<dyn ObjectStore> = Arc::new(NotLocal(store.clone()));
+        let bundles = Bundles::new(objects.clone());
+        assert!(!bundles.local);
+        let spool = dir.path().join("spool");
         let id = uuid::Uuid::new_v4().to_string();
-        let spool = dir.path().join("spool").join(&id);
-        spool_with(&spool);
         let x = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
         let tgz = "93c6d5b5b0a6b5d2d2d4d0e6b5b0c0d7f2b9b3d5a6f0e1c2b3a4d5e6f7a8b9c0";
         let err = bundles
-            .publish(meta(&id, &[("a", x)], tgz), &spool)
+            .publish(
+                meta(&id, &[("a", x)], tgz),
+                spooled(&objects, &spool, b"tgz"),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("bundle.tar.gz"), "{err}");
         assert!(store.list("bundles/").await.unwrap().is_empty());
         let good = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"tgz"));
         bundles
-            .publish(meta(&id, &[("a", x)], &good), &spool)
+            .publish(
+                meta(&id, &[("a", x)], &good),
+                spooled(&objects, &spool, b"tgz"),
+            )
             .await
             .unwrap();
         assert_eq!(store.head(&bundle_key(&id)).await.unwrap().sha256, good);
-        assert!(spool.exists(), "copying leaves the spool to its owner");
+        assert_eq!(
+            std::fs::read_dir(&spool).unwrap().count(),
+            0,
+            "spool file left"
+        );
     }
 
     /// Materialisation through the generic (S3) path: the archive is read through the store,
@@ -826,7 +741,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FileStore::new(dir.path().join("store")).unwrap());
         let mut bundles = Bundles::new(store.clone());
-        bundles.local_root = None;
+        bundles.local = false;
         let src = dir.path().join("src");
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("a"), b"alpha").unwrap();
@@ -836,14 +751,8 @@ mod tests {
             ("b.bin".to_string(), src.join("b")),
         ];
         let tgz = bundle::create(Vec::new(), &files, 1).unwrap();
-        let listed = bundle::validate(
-            &tgz[..],
-            bundle::Limits {
-                max_entries: 10,
-                max_extracted: 1 << 30,
-            },
-        )
-        .unwrap();
+        let listed =
+            bundle::validate(&tgz[..], bundle::Limits::unbounded_shape(10, 1 << 30)).unwrap();
         let id = uuid::Uuid::new_v4().to_string();
         let mut m = meta(&id, &[], "");
         m.files = listed.clone();

@@ -343,10 +343,13 @@ fn kill_9_mid_upload_leaves_nothing() {
     .unwrap();
     s.write_all(&body[..body.len() / 2]).unwrap();
     s.flush().unwrap();
-    // Wait until the server has spooled part of it, then kill it hard.
+    // Wait until the server has written part of it (on a local store, into the store's own
+    // temp directory), then kill it hard.
     let spool = dir.path().join("spool");
+    let tmp = dir.path().join("staging/.sidecars/tmp");
+    let count = |d: &std::path::Path| std::fs::read_dir(d).map(|d| d.count()).unwrap_or(0);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0) == 0 {
+    while count(&spool) + count(&tmp) == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "upload never reached the spool"
@@ -359,9 +362,9 @@ fn kill_9_mid_upload_leaves_nothing() {
     drop(s);
     srv = start(dir.path(), &[]);
     assert_eq!(
-        std::fs::read_dir(&spool).unwrap().count(),
+        count(&spool) + count(&tmp),
         0,
-        "spool not cleared"
+        "spool or temp files not cleared"
     );
     let bundles = dir.path().join("staging/bundles");
     assert!(

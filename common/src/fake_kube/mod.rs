@@ -15,6 +15,9 @@
 //!   that pod (that uid) is gone, as a real bound token does; audiences are checked as the
 //!   real server checks them (a token without audiences has the API server's,
 //!   [`API_AUDIENCE`]).
+//! - `subjectaccessreviews` (authorization.k8s.io/v1, create): a review allows exactly what
+//!   [`FakeApiServer::allow`] granted; [`FakeApiServer::add_identity`] adds a token that
+//!   authenticates as a plain user.
 //!
 //! Watches behave like the real server's: without a resourceVersion (or with "0") they start
 //! with synthetic `ADDED` events for what exists; with a resourceVersion they replay the changes
@@ -92,6 +95,8 @@ struct IssuedToken {
     /// (name, uid) of the pod the token is bound to.
     pod: Option<(String, String)>,
     audiences: Vec<String>,
+    /// A plain user (name, groups) instead of the service account, for [`FakeApiServer::add_identity`].
+    user: Option<(String, Vec<String>)>,
 }
 
 /// How often a watch that allows bookmarks gets one.
@@ -215,6 +220,8 @@ struct Store {
     forbidden: BTreeSet<(String, String)>,
     /// Service-account tokens TokenReviews accept.
     tokens: HashMap<String, IssuedToken>,
+    /// (user or group, verb, resource, namespace) allowed, for SubjectAccessReview.
+    allowed: BTreeSet<(String, String, String, String)>,
 }
 
 struct Shared {
@@ -328,6 +335,7 @@ impl FakeApiServer {
                 watch_epoch: CancellationToken::new(),
                 forbidden: BTreeSet::new(),
                 tokens: HashMap::new(),
+                allowed: BTreeSet::new(),
             }),
             changes,
             poke,
@@ -466,6 +474,7 @@ impl FakeApiServer {
                 service_account: service_account.to_string(),
                 pod,
                 audiences: audiences.iter().map(|a| a.to_string()).collect(),
+                user: None,
             },
         );
         token
@@ -648,6 +657,35 @@ impl FakeApiServer {
         self.shared.lock().requests.clear();
     }
 
+    /// Makes TokenReview authenticate `token` as the user `user` in `groups` (for the API
+    /// server's audience, bound to no pod).
+    pub fn add_identity(&self, token: &str, user: &str, groups: &[&str]) {
+        self.shared.lock().tokens.insert(
+            token.to_string(),
+            IssuedToken {
+                namespace: String::new(),
+                service_account: String::new(),
+                pod: None,
+                audiences: Vec::new(),
+                user: Some((
+                    user.to_string(),
+                    groups.iter().map(|g| g.to_string()).collect(),
+                )),
+            },
+        );
+    }
+
+    /// Makes SubjectAccessReview allow `who` (a user or a group) to `verb` `resource` in
+    /// `namespace`.
+    pub fn allow(&self, who: &str, verb: &str, resource: &str, namespace: &str) {
+        self.shared.lock().allowed.insert((
+            who.to_string(),
+            verb.to_string(),
+            resource.to_string(),
+            namespace.to_string(),
+        ));
+    }
+
     /// Makes `verb` on `resource` (e.g. `"delete"`, `"pods"`) answer 403 Forbidden from now on.
     pub fn forbid(&self, verb: &str, resource: &str) {
         self.shared
@@ -700,6 +738,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/apis/authentication.k8s.io/v1/tokenreviews",
             axum::routing::post(token_review),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            axum::routing::post(access_review),
         )
         .fallback(unknown)
         .layer(middleware::from_fn_with_state(shared.clone(), record))
@@ -754,6 +796,35 @@ async fn version() -> Response {
                 "platform": "linux/amd64", "goVersion": "go1.24", "compiler": "gc",
                 "gitCommit": "", "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z"}),
     )
+}
+
+async fn access_review(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Ok(mut review) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("SubjectAccessReview: body is not JSON".into());
+    };
+    let spec = &review["spec"];
+    let attrs = &spec["resourceAttributes"];
+    let field = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let (verb, resource, ns) = (
+        field(&attrs["verb"]),
+        field(&attrs["resource"]),
+        field(&attrs["namespace"]),
+    );
+    let mut subjects = vec![field(&spec["user"])];
+    for g in spec["groups"].as_array().into_iter().flatten() {
+        subjects.push(field(g));
+    }
+    let allowed = {
+        let store = shared.lock();
+        subjects.iter().any(|s| {
+            !s.is_empty()
+                && store
+                    .allowed
+                    .contains(&(s.clone(), verb.clone(), resource.clone(), ns.clone()))
+        })
+    };
+    review["status"] = json!({"allowed": allowed});
+    json_response(StatusCode::CREATED, &review)
 }
 
 async fn unknown(req: Request) -> Response {
@@ -825,13 +896,27 @@ async fn token_review(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
                         );
                         extra.insert("authentication.kubernetes.io/pod-uid".into(), json!([uid]));
                     }
+                    let (username, groups) = match &t.user {
+                        Some((user, groups)) => (user.clone(), json!(groups)),
+                        None => (
+                            format!(
+                                "system:serviceaccount:{}:{}",
+                                t.namespace, t.service_account
+                            ),
+                            json!([
+                                "system:serviceaccounts",
+                                format!("system:serviceaccounts:{}", t.namespace),
+                                "system:authenticated"
+                            ]),
+                        ),
+                    };
                     json!({
                         "authenticated": true,
                         "audiences": common,
                         "user": {
-                            "username": format!("system:serviceaccount:{}:{}", t.namespace, t.service_account),
+                            "username": username,
                             "uid": uuid::Uuid::new_v4().to_string(),
-                            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{}", t.namespace), "system:authenticated"],
+                            "groups": groups,
                             "extra": extra,
                         }
                     })

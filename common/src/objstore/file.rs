@@ -3,7 +3,15 @@
 //! A put streams into `<root>/.sidecars/tmp/<uuid>`, hashing as it goes, fsyncs, records the
 //! sha256 in an extended attribute of the temp file, and renames it into place, so readers
 //! see either the old object or the whole new one, never a part. Temp files left by a killed
-//! process are never visible under a key and are swept when the store is next opened.
+//! process are never visible under a key and are swept when the store is next opened (those
+//! older than an hour), or all of them by the process that takes the store's lock
+//! ([`FileStore::lock`]).
+//!
+//! Writers that produce an object's bytes on a thread of their own (an upload spooled as it
+//! arrives, files extracted from an archive) write them straight into a temp file of the store
+//! ([`FileStore::begin_write`]) and publish it with [`FileStore::commit`], which applies the
+//! same protocol (sha256 attribute, fsync, rename, directory fsync) without copying the bytes
+//! again.
 
 use std::io::ErrorKind;
 use std::ops::Range;
@@ -43,12 +51,102 @@ impl FileStore {
             url: url.clone(),
             source,
         })?;
-        sweep_stale(&tmp);
+        sweep(&tmp, STALE_TMP);
         Ok(Self { root, url })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the object `key` lives on disk (it may not exist), for readers that read it in
+    /// place; fails for keys the store refuses.
+    pub fn object_path(&self, key: &str) -> Result<PathBuf> {
+        self.path(key)
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join(RESERVED).join("tmp")
+    }
+
+    /// Takes this store for this process alone (an advisory `flock` on
+    /// `<root>/.sidecars/lock`, released when the guard drops or the process dies), and then
+    /// deletes every temp file in it, whatever its age: with the lock held, none can belong to
+    /// a live writer. Fails, naming the store, when another process holds the lock.
+    pub fn lock(&self) -> Result<StoreLock> {
+        use std::os::fd::AsRawFd;
+        let path = self.root.join(RESERVED).join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StoreError::Io {
+                url: self.url.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(StoreError::Io {
+                url: self.url.clone(),
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("another process holds {} ({e})", path.display()),
+                ),
+            });
+        }
+        sweep(&self.tmp_dir(), Duration::ZERO);
+        Ok(StoreLock { _file: file })
+    }
+
+    /// Starts writing an object in place: a new temp file in the store, removed again unless
+    /// [`Self::commit`] publishes it.
+    pub fn begin_write(&self) -> Result<LocalWrite> {
+        let path = self.tmp_dir().join(uuid::Uuid::new_v4().to_string());
+        let file = std::fs::File::create(&path).map_err(|source| StoreError::Io {
+            url: format!("file://{}", path.display()),
+            source,
+        })?;
+        Ok(LocalWrite {
+            file,
+            guard: TempGuard(Some(path)),
+        })
+    }
+
+    /// Publishes what was written to `w` as the object `key` (replacing any previous one),
+    /// recording `sha256` (which the writer computed while writing) as its hash. With `fsync`,
+    /// the file and then its directory entry are flushed to disk, as every put does; without,
+    /// a machine crash may lose it (a killed process still never exposes a part of it).
+    /// Blocking: call it off the async worker threads.
+    pub fn commit(&self, w: LocalWrite, key: &str, sha256: &str, fsync: bool) -> Result<()> {
+        let dest = self.path(key)?;
+        let io = self.io(key);
+        let LocalWrite { file, mut guard } = w;
+        let tmp = guard.0.clone().unwrap_or_default();
+        {
+            use xattr::FileExt;
+            // best effort: without xattr support the hash is recomputed on head
+            let _ = file.set_xattr(SHA_XATTR, sha256.as_bytes());
+        }
+        if fsync {
+            file.sync_all().map_err(&io)?;
+        }
+        drop(file);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(&io)?;
+        }
+        std::fs::rename(&tmp, &dest).map_err(&io)?;
+        guard.0 = None;
+        if fsync {
+            if let Some(parent) = dest.parent() {
+                std::fs::File::open(parent)
+                    .and_then(|d| d.sync_all())
+                    .map_err(&io)?;
+            }
+        }
+        Ok(())
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
@@ -95,10 +193,35 @@ impl FileStore {
     }
 }
 
+/// An object being written in place on a local store; see [`FileStore::begin_write`]. The
+/// temp file is removed if this is dropped before [`FileStore::commit`].
+#[derive(Debug)]
+pub struct LocalWrite {
+    file: std::fs::File,
+    guard: TempGuard,
+}
+
+impl LocalWrite {
+    /// The file to write the object's bytes to.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        &mut self.file
+    }
+}
+
+/// Holds a store's lock (see [`FileStore::lock`]) until dropped.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: std::fs::File,
+}
+
 #[async_trait]
 impl ObjectStore for FileStore {
     fn url(&self) -> &str {
         &self.url
+    }
+
+    fn as_file_store(&self) -> Option<&FileStore> {
+        Some(self)
     }
 
     async fn put(&self, key: &str, mut body: Reader) -> Result<ObjectMeta> {
@@ -317,6 +440,7 @@ fn valid_sha(v: Vec<u8>) -> Option<String> {
 }
 
 /// Deletes a temp file unless disarmed (its `Option` taken) after the rename.
+#[derive(Debug)]
 struct TempGuard(Option<PathBuf>);
 
 impl Drop for TempGuard {
@@ -347,18 +471,19 @@ fn mtime(md: &std::fs::Metadata) -> DateTime<Utc> {
         .unwrap_or_else(|_| Utc::now())
 }
 
-fn sweep_stale(tmp: &Path) {
+/// Deletes the temp files in `tmp` older than `min_age`.
+fn sweep(tmp: &Path, min_age: Duration) {
     let Ok(rd) = std::fs::read_dir(tmp) else {
         return;
     };
     let now = SystemTime::now();
     for e in rd.flatten() {
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age > STALE_TMP);
+        let old = min_age.is_zero()
+            || e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > min_age);
         if old {
             let _ = std::fs::remove_file(e.path());
         }

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
-pub use file::FileStore;
+pub use file::{FileStore, LocalWrite, StoreLock};
 pub use s3::{S3Options, S3Store, StaticCredentials};
 
 /// A boxed byte source: what a put reads from and what a get returns.
@@ -145,6 +145,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
     /// The URL of one object, for error messages and logs.
     fn object_url(&self, key: &str) -> String {
         format!("{}/{}", self.url().trim_end_matches('/'), key)
+    }
+
+    /// The local-disk store behind this one, for callers that write or read files in place
+    /// (see [`FileStore::begin_write`]); `None` for S3.
+    fn as_file_store(&self) -> Option<&FileStore> {
+        None
     }
 }
 

@@ -249,7 +249,7 @@ pub fn spawn_python(env_var: &str, args: &[&str]) -> (Child, std::sync::mpsc::Re
     let python = std::env::var(env_var).unwrap_or_else(|_| {
         panic!("{env_var} is not set: run scripts/test.sh, or eval \"$(bash scripts/install-test-tools.sh --print-env)\"")
     });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ingest_spark_job.py");
+    let script = sidecars_common::crate_dir!().join("tests/ingest_spark_job.py");
     let mut child = Command::new(python)
         .arg(script)
         .args(args)

@@ -16,7 +16,7 @@ pub fn env(name: &str) -> String {
 }
 
 fn generate(python: &str, out: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_gen_eventlogs.py");
+    let script = sidecars_common::crate_dir!().join("tests/api_gen_eventlogs.py");
     // Spark's own output, kept beside the logs for whoever debugs a failed generation
     let log_path = out.with_extension("log");
     let _ = std::fs::create_dir_all(out.parent().unwrap_or(out));
@@ -88,7 +88,7 @@ pub fn logs_dirs() -> LogDirs {
         spark35: root.join("s35"),
     };
     // the cached logs are reused only if they came from these very scripts and Sparks
-    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let tests = sidecars_common::crate_dir!().join("tests");
     let stamp = format!(
         "{}\n{}\n{}\n{}",
         env("SPARK35_PYTHON"),

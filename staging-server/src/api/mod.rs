@@ -10,6 +10,8 @@
 //! | `GET /api/v0/files/{id}/{token}/{name...}` one file; the last segment is its name | token in the path |
 //! | `GET /api/v0/ping` | none |
 //!
+//! plus the WebHDFS API ([`crate::webhdfs`]) and the credential endpoints ([`crate::auth`]).
+//!
 //! The token sits in the path before the file name because Spark names a downloaded file after
 //! the URL's last path segment. Downloads honour `Range` and `If-None-Match` (the ETag is the
 //! sha256) and send `X-Sha256`.
@@ -17,8 +19,8 @@
 //! The upload pipeline is in `upload.rs`; downloads from the store (ranges, bounded buffers) in
 //! `serve.rs`.
 
-mod serve;
-mod upload;
+pub(crate) mod serve;
+pub(crate) mod upload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,10 +34,13 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::Serialize;
 
+use crate::auth::Auth;
 use crate::bundle::Limits;
+use crate::limits::{RateLimiter, Usage};
 use crate::metrics::Metrics;
 use crate::secrets;
 use crate::store::{self, BundleMeta, Bundles, Owner};
+use crate::webhdfs::WebHdfs;
 use serve::serve_object;
 use upload::upload;
 
@@ -47,8 +52,15 @@ pub struct AppState {
     pub max_bundle_size: u64,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// Bytes stored per namespace (`--namespace-quota`).
+    pub usage: Arc<Usage>,
+    /// Uploads per credential, or per client address on the v0 API (`--uploads-per-minute`).
+    pub uploads: Arc<RateLimiter>,
+    pub webhdfs: Arc<WebHdfs>,
+    pub auth: Arc<Auth>,
 }
 
+/// All routes: the v0 API, WebHDFS and the credential endpoints.
 pub fn router(state: AppState) -> Router {
     // Multipart framing adds a little to the bundle itself; the exact bundle limit is
     // enforced while streaming so the client gets a 413 that says what the limit is.
@@ -67,30 +79,33 @@ pub fn router(state: AppState) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "pong") }),
         )
         .layer(DefaultBodyLimit::max(body_limit))
+        .merge(crate::webhdfs::router())
+        .merge(crate::auth::router())
         .with_state(state)
 }
 
 /// An error response: status plus a one-line message naming what was wrong.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl ApiError {
-    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, msg: impl Into<String>) -> Self {
         Self(status, msg.into())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let msg = crate::errors::bounded(&self.1);
         if self.0.is_server_error() {
-            tracing::error!(status = %self.0, "{}", self.1);
+            tracing::error!(status = %self.0, "{msg}");
         } else {
-            tracing::info!(status = %self.0, "{}", self.1);
+            tracing::info!(status = %self.0, "{msg}");
         }
         (
             self.0,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{}\n", self.1),
+            format!("{}\n", crate::errors::for_client(self.0, &msg)),
         )
             .into_response()
     }
@@ -187,7 +202,7 @@ async fn manifest(
             name: f.name.clone(),
             size: f.size,
             sha256: f.sha256.clone(),
-            path: format!("/api/v0/files/{id}/{token}/{}", f.name),
+            path: format!("/api/v0/files/{id}/{token}/{}", encode_path(&f.name)),
         })
         .collect();
     Ok(Json(Manifest {
@@ -234,6 +249,22 @@ async fn download_file(
     app.metrics.download("file");
     touch(&app, meta).await;
     Ok(resp)
+}
+
+/// A bundle file name as URL path segments: each `/`-separated part percent-encoded (spaces,
+/// `#`, `?`, `%` and every other character outside RFC 3986's unreserved set), so the URL
+/// reaches this file whatever its name, and Spark, which names a download after the URL's
+/// last path segment (decoded), names it as it was uploaded.
+pub fn encode_path(name: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    name.split('/')
+        .map(|part| percent_encoding::utf8_percent_encode(part, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn content_type(name: &str) -> &'static str {

@@ -12,14 +12,19 @@ use bytes::Bytes;
 
 use super::{ApiError, AppState};
 
-/// Parses a single `bytes=` range against `size`. `Ok(None)`: no (or an ignorable) range.
-fn parse_range(value: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+/// Parses a single `bytes=` range against `size`. `Ok(None)`: no (or an ignorable) range;
+/// `Err`: unsatisfiable (416). Every range of an empty representation is unsatisfiable (RFC
+/// 9110, 14.1.2): none of its bytes exist, suffix ranges included.
+pub(crate) fn parse_range(value: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
     if spec.contains(',') {
         // Multiple ranges: allowed to answer with the whole body.
         return Ok(None);
+    }
+    if size == 0 {
+        return Err(());
     }
     let (a, b) = spec.split_once('-').ok_or(())?;
     let (a, b) = (a.trim(), b.trim());
@@ -83,21 +88,7 @@ pub(super) async fn serve_object(
             range = None;
         }
     }
-    let body = match app.bundles.local_path(key) {
-        Some(path) => local_body(path, range.clone().unwrap_or(0..size), size).await?,
-        None => {
-            let got = app
-                .bundles
-                .objects
-                .get(key, range.clone())
-                .await
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                got.body,
-                64 << 10,
-            ))
-        }
-    };
+    let body = object_body(&app.bundles, key, range.clone().unwrap_or(0..size), size).await?;
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, ctype)
         .header(header::ACCEPT_RANGES, "bytes")
@@ -118,6 +109,30 @@ pub(super) async fn serve_object(
     builder
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The body of `range` of the object `key` (which must be `size` bytes long): read from disk
+/// in budgeted chunks on a local store, streamed from the store's get on S3.
+pub(crate) async fn object_body(
+    bundles: &crate::store::Bundles,
+    key: &str,
+    range: std::ops::Range<u64>,
+    size: u64,
+) -> Result<Body, ApiError> {
+    Ok(match bundles.local_path(key) {
+        Some(path) => local_body(path, range, size).await?,
+        None => {
+            let got = bundles
+                .objects
+                .get(key, Some(range))
+                .await
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                got.body,
+                64 << 10,
+            ))
+        }
+    })
 }
 
 /// All read buffers of local downloads in flight, in KiB. A chunk holds its share from the
@@ -278,5 +293,10 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), Err(()));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=1-2", 100), Ok(None));
+        // an empty file has no satisfiable range, suffix ranges included (this used to
+        // underflow into a bogus Content-Range)
+        assert_eq!(parse_range("bytes=-5", 0), Err(()));
+        assert_eq!(parse_range("bytes=0-", 0), Err(()));
+        assert_eq!(parse_range("bytes=-5", 3), Ok(Some(0..3)));
     }
 }

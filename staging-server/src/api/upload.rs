@@ -2,11 +2,12 @@
 //! writing and hashing the archive, checking it) so memory stays bounded and every byte is
 //! written once.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
 
-use axum::extract::{Multipart, State};
+use axum::extract::{ConnectInfo, Multipart, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use bytes::Bytes;
 use chrono::Utc;
@@ -16,6 +17,7 @@ use super::{ApiError, AppState};
 use crate::bundle::{self, BundleError};
 use crate::metrics::Metrics;
 use crate::secrets;
+use crate::spool::Spooled;
 use crate::store::{BundleMeta, Owner};
 
 /// The v0 upload answer; exactly these two fields, because the original client's JSON
@@ -27,17 +29,8 @@ struct IdAndSecret {
     resource_secret: String,
 }
 
-/// A spool directory removed when the upload ends, however it ends.
-struct Spool(PathBuf);
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Chunks of an upload as they arrived, handed between the receiving stages together.
-type Chunks = Vec<Bytes>;
+pub(crate) type Chunks = Vec<Bytes>;
 
 /// A blocking reader over chunks arriving on a channel, for the checking thread. It is a
 /// `BufRead` over the chunks themselves, so the decoder reads them in place.
@@ -81,9 +74,30 @@ impl std::io::Read for ChannelReader {
 
 pub(super) async fn upload(
     State(app): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Result<Response, ApiError> {
+    // The v0 API has no credential (the original client sends none), so its uploads are
+    // counted per client address.
+    let client = peer
+        .map(|Extension(ConnectInfo(p))| p.ip().to_string())
+        .unwrap_or_default();
+    if let Err(wait) = app.uploads.check(&format!("ip:{client}")) {
+        app.metrics.upload_result("rate_limited");
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "more than {} uploads a minute from this address (--uploads-per-minute); retry in {wait} s",
+                app.uploads.limit()
+            ),
+        )
+        .into_response();
+        if let Ok(v) = wait.to_string().parse() {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(r);
+    }
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -95,14 +109,6 @@ pub(super) async fn upload(
         }
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let spool_dir = app.spool.join(&id);
-    tokio::fs::create_dir_all(&spool_dir).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot create {}: {e}", spool_dir.display()),
-        )
-    })?;
-    let spool = Spool(spool_dir);
     let started = std::time::Instant::now();
     let mut owner: Option<Owner> = None;
     let mut received: Option<Received> = None;
@@ -120,7 +126,7 @@ pub(super) async fn upload(
                         "more than one `resources` part",
                     ));
                 }
-                received = Some(receive_bundle(&app, &spool.0, field).await?);
+                received = Some(receive_bundle(&app, field).await?);
             }
             Some("resourcesOwner") => {
                 let text = field
@@ -133,10 +139,15 @@ pub(super) async fn upload(
                         "`resourcesOwner` is larger than 64 KiB",
                     ));
                 }
+                // serde's messages quote the input; only the position is said
                 let o: Owner = serde_json::from_slice(&text).map_err(|e| {
                     ApiError::new(
                         StatusCode::BAD_REQUEST,
-                        format!("`resourcesOwner` is not valid owner JSON: {e}"),
+                        format!(
+                            "`resourcesOwner` is not valid owner JSON (line {}, column {})",
+                            e.line(),
+                            e.column()
+                        ),
                     )
                 })?;
                 if o.owner_type != "Pod" {
@@ -144,8 +155,14 @@ pub(super) async fn upload(
                         StatusCode::BAD_REQUEST,
                         format!(
                             "`resourcesOwner.ownerType` is `{}`; only `Pod` is supported",
-                            o.owner_type
+                            crate::bundle::shown_name(o.owner_type.as_bytes())
                         ),
+                    ));
+                }
+                if !crate::auth::valid_namespace(&o.owner_namespace) {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "`resourcesOwner.ownerNamespace` is not a valid Kubernetes namespace name",
                     ));
                 }
                 owner = Some(o);
@@ -175,7 +192,19 @@ pub(super) async fn upload(
             "missing multipart part `resourcesOwner` (owner JSON)",
         ));
     };
+    // the namespace is known only now (the original client sends the owner after the bundle)
+    let stored = received.size + received.files.iter().map(|f| f.size).sum::<u64>();
+    let ns = owner.owner_namespace.clone();
+    if let Err(e) = app.usage.charge(&ns, stored) {
+        app.metrics.upload_result("quota");
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()));
+    }
     let secret = secrets::new_secret(&id);
+    let (size, sha256, files) = (
+        received.size,
+        received.sha256.clone(),
+        received.files.clone(),
+    );
     let meta = BundleMeta {
         version: 1,
         resource_id: id.clone(),
@@ -185,12 +214,21 @@ pub(super) async fn upload(
         created: Utc::now(),
         first_access: None,
         last_access: None,
-        bundle_size: received.size,
-        bundle_sha256: received.sha256,
-        files: received.files,
+        bundle_size: size,
+        bundle_sha256: sha256,
+        files,
     };
     let received_in = started.elapsed();
-    let meta = app.bundles.publish(meta, &spool.0).await?;
+    let meta = match app.bundles.publish(meta, received.archive).await {
+        Ok(m) => {
+            app.usage.settle(&ns, stored, stored);
+            m
+        }
+        Err(e) => {
+            app.usage.settle(&ns, stored, 0);
+            return Err(e.into());
+        }
+    };
     let published_in = started.elapsed() - received_in;
     // The per-file objects are extracted after the answer, off the upload's critical path;
     // a request that comes first waits for (or starts) this same extraction.
@@ -200,7 +238,6 @@ pub(super) async fn upload(
     app.metrics.upload_result("ok");
     app.metrics.bundle_added(meta.stored_bytes());
     tracing::info!(bundle = %id, size = meta.bundle_size, files = meta.files.len(), namespace = %meta.owner.owner_namespace, ?received_in, ?published_in, "bundle stored");
-    drop(spool);
     Ok((
         StatusCode::OK,
         Json(IdAndSecret {
@@ -230,8 +267,10 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, max: u64, m: &Me
     )
 }
 
-/// What was received of the `resources` part: the archive's size and sha256, and its files.
+/// What was received of the `resources` part: the archive (to publish), its size and sha256,
+/// and its files.
 struct Received {
+    archive: Spooled,
     size: u64,
     sha256: String,
     files: Vec<bundle::FileEntry>,
@@ -246,16 +285,16 @@ struct Received {
 /// spool over by rename.
 async fn receive_bundle(
     app: &AppState,
-    dir: &std::path::Path,
     mut field: axum::extract::multipart::Field<'_>,
 ) -> Result<Received, ApiError> {
-    let archive_path = dir.join("bundle.tar.gz");
-    let out = std::fs::File::create(&archive_path).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot create {}: {e}", archive_path.display()),
-        )
-    })?;
+    let (spooled, out) = Spooled::create(&app.bundles.objects, &app.spool, app.bundles.fsync())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot spool the upload: {e}"),
+            )
+        })?;
+    let archive_path = std::path::PathBuf::from("the received archive");
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunks>(8);
     let (etx, erx) = tokio::sync::mpsc::channel::<Chunks>(8);
     let limits = app.limits;
@@ -268,8 +307,8 @@ async fn receive_bundle(
         bundle::validate(reader, limits)
     });
     let ap = archive_path.clone();
-    let sync = app.bundles.sync_spool();
-    let archiver = tokio::task::spawn_blocking(move || archive(out, rx, etx, &ap, sync));
+    let sync = spooled.flush_while_writing();
+    let archiver = tokio::task::spawn_blocking(move || archive(out, rx, Some(etx), &ap, sync));
     let mut total = 0u64;
     let mut failure = None;
     let mut pending: Chunks = Vec::new();
@@ -321,6 +360,13 @@ async fn receive_bundle(
     if let Some(f) = failure {
         return Err(f);
     }
+    if total == 0 {
+        app.metrics.upload_result("bad_request");
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the `resources` part is empty (expected a tar.gz bundle)",
+        ));
+    }
     let (size, sha256, files) = verdict(archived, checked, &archive_path).inspect_err(|e| {
         if e.0 == StatusCode::BAD_REQUEST {
             app.metrics.upload_result("bad_bundle");
@@ -337,6 +383,7 @@ async fn receive_bundle(
     }
     tracing::debug!(size, files = files.len(), "bundle received");
     Ok(Received {
+        archive: spooled,
         size,
         sha256,
         files,
@@ -370,7 +417,7 @@ fn verdict(
 }
 
 /// How much of the upload is passed between the receiving stages at a time.
-const HANDOFF: usize = 512 << 10;
+pub(crate) const HANDOFF: usize = 512 << 10;
 
 /// How much of the archive is written between two `fdatasync`s of it while it arrives (with
 /// fsync on). Flushing as it goes, rather than once at the end, keeps the disk (and its write
@@ -383,10 +430,10 @@ const SYNC_STEP: u64 = 32 << 20;
 /// `sync`, a thread of its own flushes the file to disk every [`SYNC_STEP`] while writing and
 /// hashing go on; a flush that fails fails the upload (the error is the file's, and a later
 /// fsync of it may no longer report it).
-fn archive(
+pub(crate) fn archive(
     mut out: std::fs::File,
     mut rx: tokio::sync::mpsc::Receiver<Chunks>,
-    etx: tokio::sync::mpsc::Sender<Chunks>,
+    etx: Option<tokio::sync::mpsc::Sender<Chunks>>,
     path: &std::path::Path,
     sync: bool,
 ) -> std::io::Result<(u64, String)> {
@@ -416,12 +463,21 @@ fn archive(
                 write_all_vectored(&mut out, &chunks)?;
                 size += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
                 // the checker works on these chunks while they are hashed here
-                let hashed = chunks.clone();
-                if etx.blocking_send(chunks).is_err() {
-                    break;
-                }
-                for c in &hashed {
-                    hasher.update(c);
+                match &etx {
+                    Some(etx) => {
+                        let hashed = chunks.clone();
+                        if etx.blocking_send(chunks).is_err() {
+                            break;
+                        }
+                        for c in &hashed {
+                            hasher.update(c);
+                        }
+                    }
+                    None => {
+                        for c in &chunks {
+                            hasher.update(c);
+                        }
+                    }
                 }
                 if sync && size - requested >= SYNC_STEP {
                     // fails only once the flusher has stopped on an error, reported below
@@ -483,7 +539,7 @@ mod tests {
             let (tx, rx) = tokio::sync::mpsc::channel::<Chunks>(4);
             let (etx, mut erx) = tokio::sync::mpsc::channel::<Chunks>(4);
             let p = path.clone();
-            let writer = std::thread::spawn(move || archive(out, rx, etx, &p, sync));
+            let writer = std::thread::spawn(move || archive(out, rx, Some(etx), &p, sync));
             let checker = std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 while let Some(chunks) = erx.blocking_recv() {
@@ -515,7 +571,7 @@ mod tests {
         let out = std::fs::OpenOptions::new().write(true).open(path).unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel::<Chunks>(1);
         let (etx, _erx) = tokio::sync::mpsc::channel::<Chunks>(1);
-        let writer = std::thread::spawn(move || archive(out, rx, etx, path, false));
+        let writer = std::thread::spawn(move || archive(out, rx, Some(etx), path, false));
         let _ = tx.blocking_send(vec![Bytes::from_static(b"bytes")]);
         drop(tx);
         let archived = writer.join().unwrap();

@@ -57,6 +57,38 @@ enum Mode {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Obtain an upload credential for a namespace (for spark-submit through WebHDFS). Prints
+    /// the --conf lines to use on stderr, and the credential alone on stdout's last line.
+    ///
+    /// The server checks, with the Kubernetes API, that the token presented may create pods in
+    /// the namespace; the token is --kube-token(-file), else $SPARK_STAGE_KUBE_TOKEN, else the
+    /// current kubeconfig context's token, else --admin-token-file.
+    Token {
+        /// Staging server base URL, e.g. https://staging.example.com:10000
+        #[arg(long, env = "SPARK_STAGE_SERVER")]
+        server: String,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// The namespace the application runs in.
+        #[arg(long, env = "SPARK_STAGE_NAMESPACE")]
+        namespace: String,
+        /// A Kubernetes bearer token (e.g. `kubectl -n NS create token spark`).
+        #[arg(long, env = "SPARK_STAGE_KUBE_TOKEN", hide_env_values = true)]
+        kube_token: Option<String>,
+        /// File holding a Kubernetes bearer token.
+        #[arg(long)]
+        kube_token_file: Option<PathBuf>,
+        /// File holding the staging server's administrator token (instead of a Kubernetes one).
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
+        /// How long the credential is valid (the server caps it; default: the server's).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// The server URL as the pods reach it, for the printed --conf lines (default:
+        /// --server).
+        #[arg(long, env = "SPARK_STAGE_INTERNAL_SERVER")]
+        internal_server: Option<String>,
+    },
     /// Upload files as one bundle; prints JSON with the id, the secret and a URL per file.
     Upload {
         /// Staging server base URL, e.g. http://staging:10000
@@ -158,6 +190,58 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
+        Cmd::Token {
+            server,
+            tls,
+            namespace,
+            kube_token,
+            kube_token_file,
+            admin_token_file,
+            ttl,
+            internal_server,
+        } => {
+            let read = |p: &PathBuf, what: &str| -> anyhow::Result<String> {
+                Ok(std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {what} {}", p.display()))?
+                    .trim()
+                    .to_string())
+            };
+            let bearer = match (kube_token, &kube_token_file, &admin_token_file) {
+                (Some(t), _, _) => t,
+                (None, Some(f), _) => read(f, "--kube-token-file")?,
+                (None, None, Some(f)) => read(f, "--admin-token-file")?,
+                (None, None, None) => client::kubeconfig_token()?.context(
+                    "no token to present: pass --kube-token \"$(kubectl -n NS create token SERVICEACCOUNT)\", --kube-token-file or --admin-token-file (the current kubeconfig context has no bearer token)",
+                )?,
+            };
+            let issued =
+                client::token(&server, &namespace, &bearer, ttl, tls.ca_cert.as_deref()).await?;
+            let pods = internal_server
+                .as_deref()
+                .unwrap_or(&server)
+                .trim_end_matches('/');
+            let (scheme, hostport) = match pods.split_once("://") {
+                Some(("https", rest)) => ("swebhdfs", rest),
+                Some((_, rest)) => ("webhdfs", rest),
+                None => ("webhdfs", pods),
+            };
+            eprintln!(
+                "spark-stage: upload credential for namespace `{}`, valid until {}.\n\
+                 Spark 4.x (OAuth2; the credential never appears in a path):\n\
+                 \x20 --conf spark.kubernetes.file.upload.path={scheme}://{hostport}/uploads \\\n\
+                 \x20 --conf spark.hadoop.dfs.webhdfs.oauth2.enabled=true \\\n\
+                 \x20 --conf spark.hadoop.dfs.webhdfs.oauth2.access.token.provider=org.apache.hadoop.hdfs.web.oauth2.ConfCredentialBasedAccessTokenProvider \\\n\
+                 \x20 --conf spark.hadoop.dfs.webhdfs.oauth2.client.id=spark \\\n\
+                 \x20 --conf spark.hadoop.dfs.webhdfs.oauth2.refresh.url={pods}{} \\\n\
+                 \x20 --conf spark.hadoop.dfs.webhdfs.oauth2.credential=\"$CREDENTIAL\"\n\
+                 Spark 3.5 (its OAuth2 provider is broken; the credential goes in the path):\n\
+                 \x20 --conf spark.kubernetes.file.upload.path={scheme}://{hostport}/$CREDENTIAL\n\
+                 The credential is the last line below.",
+                issued.namespace, issued.expires, issued.token_endpoint
+            );
+            println!("{}", issued.credential);
+            Ok(())
+        }
         Cmd::Upload {
             server,
             tls,
@@ -190,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 owner_namespace: owner.namespace,
                 owner_labels: owner.owner_labels.into_iter().collect(),
                 owner_type: "Pod".into(),
+                owner_name: None,
             };
             let up = client::upload(&server, &list, &owner, !quiet, tls.ca_cert.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&up)?);
@@ -220,6 +305,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 limits: Limits {
                     max_entries,
                     max_extracted: max_extracted_size,
+                    max_entry_size: max_extracted_size,
+                    // the server checked the archive's expansion at upload
+                    max_ratio: 0,
                 },
                 ca_cert: tls.ca_cert.as_deref(),
             })
@@ -256,6 +344,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 owner_namespace: namespace.clone(),
                 owner_labels: BTreeMap::from([("spark-stage-app".to_string(), app_label.clone())]),
                 owner_type: "Pod".into(),
+                owner_name: None,
             };
             let mut extra = vec![
                 "--conf".to_string(),
