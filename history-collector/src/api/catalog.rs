@@ -100,6 +100,11 @@ impl Catalog {
         }
     }
 
+    /// The ingest store this catalog reads, if any (the UI reads collected pod logs from it).
+    pub fn store(&self) -> Option<&LogStore> {
+        self.store.as_ref().map(|(s, _)| s)
+    }
+
     /// The store's logs, by log name; `None` when the store could not be listed.
     fn store_sources(&self) -> Option<Vec<(String, LogSource)>> {
         let (store, rt) = self.store.as_ref()?;
