@@ -4,10 +4,11 @@ Usage: python ui_gen_eventlogs.py <event-log-dir> <pod-log-dir>
 
 1. "ui main": a local-cluster (a standalone master, two workers, executors in their own JVMs)
    application that does on purpose what the UI must show: SQL with a join and an
-   aggregation, a cached DataFrame and a persisted RDD (block updates logged), a skewed stage,
-   a stage that spills, tasks that fail once and are retried, an executor JVM killed under a
-   running task (ExecutorLostFailure, the executor removed and replaced), an executor removed
-   by the driver, a failing job, a failing SQL query, a job with a skipped stage. Markup is
+   aggregation, a skewed stage, a stage that spills, tasks that fail once and are retried, an
+   executor JVM killed under a running task (ExecutorLostFailure, the executor removed and
+   replaced), a job with a skipped stage, an executor removed by the driver, then (so they
+   stay cached) a cached DataFrame and a persisted RDD (block updates logged), a failing job
+   and a failing SQL query. Markup is
    planted in the application name, job descriptions, an RDD name, a property and the
    executors' logs; a password property checks redaction. The executors' stdout/stderr (from
    the workers' work directory) are copied to <pod-log-dir>/<appId>/<executorId>/.
@@ -114,6 +115,7 @@ def ui_main():
         .config("spark.eventLog.compress", "false")
         .config("spark.eventLog.logBlockUpdates.enabled", "true")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.executor.memory", "512m")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.adaptive.enabled", "false")
@@ -134,14 +136,6 @@ def ui_main():
     people.join(depts, "dept").groupBy("dname").agg(
         F.count("*").alias("n"), F.sum("id").alias("s")
     ).collect()
-
-    sc.setJobDescription("cache a DataFrame")
-    cached = people.filter("id % 2 = 0").cache()
-    cached.count()
-    cached.groupBy("dept").count().collect()
-    sc.setJobDescription(None)
-    rdd = sc.parallelize(range(2000), 4).mapPartitions(noisy).setName("kept rdd " + MARK)
-    rdd.persist(StorageLevel.MEMORY_AND_DISK).count()
 
     sc.setJobDescription("a skewed stage")
     sc.parallelize(range(8), 8).map(skewed).collect()
@@ -165,10 +159,20 @@ def ui_main():
     pairs.collect()
 
     # the driver removes an executor
-    ids = list(sc._jsc.sc().getExecutorIds())
+    seq = sc._jsc.sc().getExecutorIds()
+    ids = [seq.apply(i) for i in range(seq.size())]
     if ids:
         sc._jsc.sc().killExecutor(sorted(ids)[0])
         wait_executors(sc, len(ids) - 1, timeout=30)
+
+    # cached after the executors came and went, so the blocks are still there at the end
+    sc.setJobDescription("cache a DataFrame")
+    cached = people.filter("id % 2 = 0").cache()
+    cached.count()
+    cached.groupBy("dept").count().collect()
+    sc.setJobDescription(None)
+    rdd = sc.parallelize(range(2000), 4).mapPartitions(noisy).setName("kept rdd " + MARK)
+    rdd.persist(StorageLevel.MEMORY_AND_DISK).count()
 
     sc.setJobDescription("a failing job")
     try:

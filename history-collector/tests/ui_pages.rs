@@ -137,7 +137,7 @@ async fn pages_render_in_chromium_escaped_and_linked() {
             vec![
                 "id=\"executors\"",
                 "lost &lt;img",
-                "spark-kubernetes-executor</a>",
+                "file=spark-kubernetes-executor.log\">log</a>",
                 "REMOVED",
             ],
         ),

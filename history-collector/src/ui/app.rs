@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use axum::response::Response;
 
-use super::html::{badge, esc, progress};
+use super::html::{badge, esc, progress_note};
 use super::layout::{render, Tab};
 use super::timeline::{self, Group, Item};
 use super::{fmt, k8s, Ctx};
@@ -267,17 +267,16 @@ pub fn job_table(ctx: &Ctx, title: &str, id: &str, jobs: &[&Job], end: i64) -> S
             .submission_time
             .map(|s| j.completion_time.unwrap_or(end) - s);
         let stages_total = d.stage_ids.len() as i64 - d.num_skipped_stages;
-        let mut stages_label = String::new();
-        if d.num_skipped_stages > 0 {
-            let _ = write!(
-                stages_label,
-                " <small>({} skipped)</small>",
-                d.num_skipped_stages
-            );
-        }
+        let skipped = |n: i64| {
+            if n > 0 {
+                format!("({} skipped)", fmt::group(n))
+            } else {
+                String::new()
+            }
+        };
         let _ = write!(
             b,
-            "<tr><td class=\"num\" data-v=\"{id}\"><a href=\"{href}\">{id}</a></td><td>{desc}<a class=\"sub\" href=\"{href}\">{name}</a>{group}</td>{sub}{dur}<td>{sp}{stages_label}</td><td>{tp}</td></tr>",
+            "<tr><td class=\"num\" data-v=\"{id}\"><a href=\"{href}\">{id}</a></td><td>{desc}<a class=\"sub\" href=\"{href}\">{name}</a>{group}</td>{sub}{dur}<td>{sp}</td><td>{tp}</td></tr>",
             id = j.id,
             href = ctx.job_href(j.id),
             desc = j
@@ -293,19 +292,21 @@ pub fn job_table(ctx: &Ctx, title: &str, id: &str, jobs: &[&Job], end: i64) -> S
                 .unwrap_or_default(),
             sub = fmt::date_td(j.submission_time.unwrap_or(-1)),
             dur = fmt::td(fmt::Unit::Ms, dur.map(|x| x as f64)),
-            sp = progress(
+            sp = progress_note(
                 d.num_completed_stages,
                 d.num_failed_stages,
                 0,
                 d.num_active_stages,
                 stages_total,
+                &skipped(d.num_skipped_stages),
             ),
-            tp = progress(
+            tp = progress_note(
                 d.num_completed_indices,
                 d.num_failed_tasks,
                 d.num_killed_tasks,
                 d.num_active_tasks,
                 d.num_tasks - d.num_skipped_tasks,
+                &skipped(d.num_skipped_tasks),
             ),
         );
     }

@@ -188,6 +188,18 @@ pub fn edge_path(a: Pos, sa: Size, b: Pos, sb: Size, flow: Flow) -> String {
 /// The arrow-head marker every graph uses.
 pub const ARROW_DEFS: &str = "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\"/></marker></defs>";
 
+/// A stage name with its call site's directory left out: `count at /a/b/job.py:12` ->
+/// `count at job.py:12` (the full name is in the tooltip).
+pub fn short_site(name: &str) -> String {
+    match name.rsplit_once(" at ") {
+        Some((op, site)) => match site.rsplit_once('/') {
+            Some((_, file)) => format!("{op} at {file}"),
+            None => name.to_string(),
+        },
+        None => name.to_string(),
+    }
+}
+
 /// The latest attempt of each stage.
 fn latest<'a>(
     stages: &'a std::collections::BTreeMap<(i64, i64), Stage>,
@@ -309,7 +321,7 @@ pub fn job_dag(ctx: &Ctx, job: &Job) -> String {
             if skipped { " · skipped" } else { "" },
             p.x + 8.0,
             p.y + 35.0,
-            esc(&shorten(name, 28)),
+            esc(&shorten(&short_site(name), 28)),
             p.x + 8.0,
             p.y + 52.0,
             esc(&tasks),
@@ -344,6 +356,13 @@ mod tests {
         assert_eq!(pos[3].x, 60.0);
         assert_ne!(pos[1].y, pos[2].y);
         assert_eq!((w, h), (70.0, 25.0));
+    }
+
+    #[test]
+    fn call_sites_lose_their_directory() {
+        assert_eq!(short_site("count at /a/b/job.py:12"), "count at job.py:12");
+        assert_eq!(short_site("collect at x.py:1"), "collect at x.py:1");
+        assert_eq!(short_site("map"), "map");
     }
 
     #[test]

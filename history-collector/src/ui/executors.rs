@@ -16,6 +16,9 @@ use super::Ctx;
 use crate::api::json::{executor_summary, ExecutorSummary};
 use crate::ingest::layout::LogFile;
 
+/// Spark's container names: their log is "the" log of the executor.
+const SPARK_CONTAINERS: [&str; 2] = ["spark-kubernetes-driver", "spark-kubernetes-executor"];
+
 /// GC time above this share of task time is marked (Spark's executors page uses 10 %).
 const GC_WARN: f64 = 0.1;
 
@@ -148,25 +151,15 @@ pub async fn page(ctx: &Ctx) -> Response {
         .any(|e| e.total_shuffle_read != 0 || e.total_shuffle_write != 0);
     let _ = write!(
         b,
-        "<h2 id=\"executors-h\">Executors ({})</h2><p><input type=\"search\" class=\"filter\" data-table=\"executors\" placeholder=\"Filter rows\" aria-label=\"Filter executors\"></p><div class=\"scroll\"><table id=\"executors\" class=\"listing sortable\"><thead><tr>{}{}{}<th>Logs</th>{}{}{}{}",
+        "<h2 id=\"executors-h\">Executors ({})</h2><p><input type=\"search\" class=\"filter\" data-table=\"executors\" placeholder=\"Filter rows\" aria-label=\"Filter executors\"></p><div class=\"scroll\"><table id=\"executors\" class=\"listing sortable\"><thead><tr>{}{}{}<th>Logs</th>{}{}{}",
         execs.len(),
         th("Executor", false),
         th("Address", false),
         th("Status", false),
-        th("Added", true),
-        th("Removed", true),
         th("Cores", true),
-        th("Storage memory", true),
+        th("Tasks: active / failed / done / total", true),
+        th("Task time (GC)", true),
     );
-    if has_rdd {
-        b.push_str(&th("RDD blocks", true));
-        b.push_str(&th("Disk used", true));
-    }
-    if has_peak {
-        b.push_str(&th("Peak JVM heap", true));
-    }
-    b.push_str(&th("Tasks: active / failed / done / total", true));
-    b.push_str(&th("Task time (GC)", true));
     if has_input {
         b.push_str(&th("Input", true));
     }
@@ -174,6 +167,16 @@ pub async fn page(ctx: &Ctx) -> Response {
         b.push_str(&th("Shuffle read", true));
         b.push_str(&th("Shuffle write", true));
     }
+    b.push_str(&th("Storage memory", true));
+    if has_rdd {
+        b.push_str(&th("RDD blocks", true));
+        b.push_str(&th("Disk used", true));
+    }
+    if has_peak {
+        b.push_str(&th("Peak JVM heap", true));
+    }
+    b.push_str(&th("Added", true));
+    b.push_str(&th("Removed", true));
     b.push_str("</tr></thead><tbody>");
     for e in &execs {
         let ex = a.executors.get(&e.id);
@@ -191,7 +194,7 @@ pub async fn page(ctx: &Ctx) -> Response {
         };
         let _ = write!(
             b,
-            "<tr id=\"exec-{}\" data-executor=\"{}\"><td>{}</td><td>{}</td><td>{status}</td><td class=\"logs\">{}</td>{}{}{}{}",
+            "<tr id=\"exec-{}\" data-executor=\"{}\"><td>{}</td><td>{}</td><td>{status}</td><td class=\"logs\">{}</td>{}<td class=\"num{}\" data-v=\"{}\">{} / {} / {} / {}</td>{}",
             esc(&seg(&e.id)),
             esc(&e.id),
             esc(&e.id),
@@ -202,24 +205,8 @@ pub async fn page(ctx: &Ctx) -> Response {
                 logs.get(&e.id),
                 ex.map(|x| x.executor_logs.as_slice()).unwrap_or(&[])
             ),
-            fmt::date_td(ex.map_or(-1, |x| x.add_time)),
-            fmt::date_td(ex.and_then(|x| x.remove_time).unwrap_or(-1)),
             fmt::td(Unit::Count, Some(e.total_cores as f64)),
-            storage_cell(e.memory_used, e.max_memory),
-        );
-        if has_rdd {
-            b.push_str(&fmt::td(Unit::Count, Some(e.rdd_blocks as f64)));
-            b.push_str(&fmt::td(Unit::Bytes, Some(e.disk_used as f64)));
-        }
-        if has_peak {
-            b.push_str(&fmt::td(
-                Unit::Bytes,
-                ex.and_then(|x| x.peak.as_ref()).map(|p| p[0] as f64),
-            ));
-        }
-        let _ = write!(
-            b,
-            "<td class=\"num\" data-v=\"{}\">{} / {} / {} / {}</td>{}",
+            if e.failed_tasks > 0 { " failed-tasks" } else { "" },
             e.total_tasks,
             fmt::group(e.active_tasks),
             fmt::group(e.failed_tasks),
@@ -234,6 +221,19 @@ pub async fn page(ctx: &Ctx) -> Response {
             b.push_str(&fmt::td(Unit::Bytes, Some(e.total_shuffle_read as f64)));
             b.push_str(&fmt::td(Unit::Bytes, Some(e.total_shuffle_write as f64)));
         }
+        b.push_str(&storage_cell(e.memory_used, e.max_memory));
+        if has_rdd {
+            b.push_str(&fmt::td(Unit::Count, Some(e.rdd_blocks as f64)));
+            b.push_str(&fmt::td(Unit::Bytes, Some(e.disk_used as f64)));
+        }
+        if has_peak {
+            b.push_str(&fmt::td(
+                Unit::Bytes,
+                ex.and_then(|x| x.peak.as_ref()).map(|p| p[0] as f64),
+            ));
+        }
+        b.push_str(&fmt::date_td(ex.map_or(-1, |x| x.add_time)));
+        b.push_str(&fmt::date_td(ex.and_then(|x| x.remove_time).unwrap_or(-1)));
         b.push_str("</tr>");
     }
     b.push_str("</tbody></table></div>");
@@ -257,7 +257,11 @@ fn log_links(
                     s,
                     "<div><a href=\"{}\">{}</a> <small>{}{}</small> <a class=\"dl\" href=\"/logs/{}/{}/{}\" download=\"{}\">download</a></div>",
                     ctx.log_href(exec, &file),
-                    esc(container),
+                    if SPARK_CONTAINERS.contains(&container.as_str()) {
+                        "log".to_string()
+                    } else {
+                        esc(container)
+                    },
                     fmt::bytes(f.len as i64),
                     if f.complete { "" } else { ", live" },
                     seg(&ctx.app_id),

@@ -111,6 +111,18 @@ impl Query {
 /// part drawn, failed and killed attempts (which retries may have made up for) written in
 /// the label, as Spark draws its bars; readable without the picture.
 pub fn progress(done: i64, failed: i64, killed: i64, running: i64, total: i64) -> String {
+    progress_note(done, failed, killed, running, total, "")
+}
+
+/// [`progress`] with `note` (text) added to the label, e.g. "(2 skipped)".
+pub fn progress_note(
+    done: i64,
+    failed: i64,
+    killed: i64,
+    running: i64,
+    total: i64,
+    note: &str,
+) -> String {
     let total_f = total.max(1) as f64;
     let w = |n: i64| (n.max(0) as f64 * 100.0 / total_f).min(100.0);
     let wd = w(done);
@@ -124,6 +136,10 @@ pub fn progress(done: i64, failed: i64, killed: i64, running: i64, total: i64) -
     }
     if killed > 0 {
         let _ = write!(label, " ({} killed)", super::fmt::group(killed));
+    }
+    if !note.is_empty() {
+        label.push(' ');
+        label.push_str(&esc(note));
     }
     format!(
         "<span class=\"pb\" title=\"{label}\"><svg viewBox=\"0 0 100 10\" preserveAspectRatio=\"none\" aria-hidden=\"true\">\

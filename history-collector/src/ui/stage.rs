@@ -820,7 +820,7 @@ fn task_table(ctx: &Ctx, all: &[TaskRec], log_links: &dyn Fn(&str) -> String) ->
                     log_links(&t.executor_id)
                 ),
                 "host" => format!("<td>{}</td>", esc(&t.host)),
-                "launch" => format!("<td>{}</td>", fmt::date(t.launch_time)),
+                "launch" => fmt::date_td(t.launch_time),
                 "duration" => fmt::td(Unit::Ms, (t.duration > 0).then_some(t.duration as f64)),
                 "delay" => fmt::td(
                     Unit::Ms,
