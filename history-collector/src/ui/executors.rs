@@ -13,6 +13,8 @@ use super::fmt::{self, Unit};
 use super::html::{badge, esc, seg, th};
 use super::layout::{render, Tab};
 use super::Ctx;
+// the UI reads the REST shapes as Spark 4 answers them (every field); the dialect only
+// matters to clients wanting byte-identical JSON
 use crate::api::json::{executor_summary, ExecutorSummary};
 use crate::ingest::layout::LogFile;
 
@@ -90,7 +92,7 @@ pub async fn page(ctx: &Ctx) -> Response {
     let mut execs: Vec<ExecutorSummary> = a
         .executors
         .values()
-        .map(|e| executor_summary(e, run))
+        .map(|e| executor_summary(e, run, super::DIALECT))
         .collect();
     // the driver first, then executors by number (Spark's ids are numbers in strings)
     execs.sort_by_key(|e| {

@@ -36,9 +36,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::api::{Catalog, Entry};
+use crate::api::{Catalog, Dialect, Entry};
 pub use html::esc;
 use html::{seg, Query};
+
+/// The REST shapes the pages read, as Spark 4's History Server answers them (it has every
+/// field); the dialect matters only to API clients that want one version's exact bytes.
+const DIALECT: Dialect = Dialect::Spark4;
 pub use layout::Tab;
 
 /// The UI routes: `/` (the application list), `/history/...` (an application's pages) and

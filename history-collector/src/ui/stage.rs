@@ -16,6 +16,8 @@ use super::html::{badge, esc, progress, seg, shorten, th};
 use super::layout::{render, Tab};
 use super::timeline::{self, TaskPhases};
 use super::{app_not_found, bad_request, Ctx};
+// the UI reads the REST shapes as Spark 4 answers them (every field); the dialect only
+// matters to clients wanting byte-identical JSON
 use crate::api::json::stage_data;
 use crate::api::stages::{task_summary, N};
 use crate::model::m;
@@ -236,7 +238,7 @@ pub async fn page(ctx: &Ctx) -> Response {
         );
     };
     let key = (st.stage_id, st.attempt_id);
-    let d = stage_data(st);
+    let d = stage_data(st, super::DIALECT);
     let tasks = a.tasks.stage_tasks(key);
     let end = super::app::app_end(ctx);
     let mut b = String::with_capacity(64 * 1024);

@@ -8,6 +8,8 @@ use axum::response::Response;
 use super::html::{esc, progress, th};
 use super::layout::{render, Tab};
 use super::{fmt, Ctx};
+// the UI reads the REST shapes as Spark 4 answers them (every field); the dialect only
+// matters to clients wanting byte-identical JSON
 use crate::api::json::stage_data;
 use crate::model::{Stage, StageStatus};
 
@@ -116,7 +118,7 @@ pub fn stage_table(ctx: &Ctx, title: &str, id: &str, stages: &[&Stage], paged: b
         },
     );
     for st in stages.iter().skip((page - 1).saturating_mul(per)).take(per) {
-        let d = stage_data(st);
+        let d = stage_data(st, super::DIALECT);
         let dur = match (st.submission_time, st.completion_time) {
             (Some(s), Some(c)) => Some((c - s) as f64),
             (Some(s), None) if st.status == StageStatus::Active => {

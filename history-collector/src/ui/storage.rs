@@ -9,11 +9,13 @@ use super::fmt::{self, Unit};
 use super::html::{esc, th};
 use super::layout::{render, Tab};
 use super::{app_not_found, bad_request, Ctx};
+// the UI reads the REST shapes as Spark 4 answers them (every field); the dialect only
+// matters to clients wanting byte-identical JSON
 use crate::api::sql::{rdd_info, rdd_list};
 
 pub fn page(ctx: &Ctx) -> Response {
     let a = ctx.app();
-    let rdds = rdd_list(a);
+    let rdds = rdd_list(a, super::DIALECT);
     let mut b = String::new();
     if rdds.is_empty() {
         b.push_str("<p id=\"no-rdds\">No RDD was cached when the application's log ended (Spark logs block updates only with <code>spark.eventLog.logBlockUpdates.enabled=true</code>; cached data that was unpersisted is gone).</p>");
