@@ -124,13 +124,13 @@ async fn the_ui_says_why_an_unfinished_driver_ended() {
         let mut page = String::new();
         for _ in 0..100 {
             page = get(port, &format!("/history/{app}/")).await;
-            if page.contains("driver-end") {
+            if page.contains("<b>Kubernetes:</b>") {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(
-            page.contains(&format!("<b>{want}</b>")),
+            page.contains(&format!("<b>Kubernetes:</b> {want}")),
             "{app}: the page does not say {want}:\n{page}"
         );
         assert!(page.contains(&format!("apps/{app}-driver")));
@@ -139,7 +139,7 @@ async fn the_ui_says_why_an_unfinished_driver_ended() {
     assert!(oom.contains("ran out of memory") && oom.contains("2026-01-01T00:00:05Z"));
     // a finished application needs no explanation
     let done = get(port, "/history/spark-done/").await;
-    assert!(!done.contains("driver-end"), "{done}");
+    assert!(!done.contains("driver-reason"), "{done}");
     // and the REST API is what it was: Spark's
     for (i, a) in apps.iter().enumerate() {
         let now = get(port, &format!("/api/v1/applications/{a}")).await;

@@ -208,6 +208,8 @@ pub struct Stage {
     /// Speculative task counts, once a speculative copy of a task started.
     pub speculation: Option<Speculation>,
     live: bool,
+    /// The stages this one reads the output of (`Parent IDs`): the edges of a job's DAG.
+    pub parent_ids: Vec<i64>,
 }
 
 /// Spark's `SpeculationStageSummary`: the speculative copies among a stage attempt's tasks.
@@ -652,6 +654,7 @@ impl App {
             excluded_executors: BTreeSet::new(),
             speculation: None,
             live: true,
+            parent_ids: Vec::new(),
         });
         st.name = s(info, "Stage Name").unwrap_or_default();
         st.details = s(info, "Details").unwrap_or_default();
@@ -667,6 +670,9 @@ impl App {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|r| i(r, "RDD ID")).collect())
             .unwrap_or_default();
+        if let Some(p) = info.get("Parent IDs").and_then(Value::as_array) {
+            st.parent_ids = p.iter().filter_map(Value::as_i64).collect();
+        }
         Some(st)
     }
 

@@ -1,219 +1,212 @@
-//! The SQL pages (the executions of an application, one execution with its plan graph as a
-//! nested list, its metrics and its physical plan) and the storage page (cached RDDs and
-//! their partitions). Every value from the event log is escaped with [`esc`].
+//! The SQL pages: the application's queries (`.../SQL/`) and one query
+//! (`.../SQL/execution/?id=N`) with its plan drawn as a graph with its metrics, linked to
+//! its jobs, a table of every operator's metrics and the physical plan text. The numbers
+//! come from the REST API's `execution_data`.
 
 use std::fmt::Write;
-use std::sync::Arc;
 
-use axum::extract::{Path, State};
 use axum::response::Response;
 
-use super::{duration, esc, find, missing, page, seg};
-use crate::api::json::date;
-use crate::api::sql::{execution_data, rdd_info};
-use crate::api::Catalog;
+use super::fmt::{self, Unit};
+use super::html::{badge, esc, shorten, th};
+use super::layout::{render, Tab};
+use super::{app_not_found, bad_request, plan, Ctx};
+use crate::api::sql::{execution_data, ExecutionData};
+use crate::clock::now_ms;
+use crate::model::JobStatus;
 
-/// `/history/{app}/SQL/`: every execution, newest first.
-pub async fn sql_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<String>) -> Response {
-    let Some(e) = find(&catalog, &id) else {
-        return missing(&format!("unknown application {id}"));
+/// A job id as a link coloured by its outcome.
+fn job_link(ctx: &Ctx, id: i64) -> String {
+    let class = match ctx.app().jobs.get(&id).map(|j| j.status) {
+        Some(JobStatus::Succeeded) => "ok",
+        Some(JobStatus::Failed) => "bad",
+        Some(JobStatus::Running) => "run",
+        _ => "skip",
     };
-    let a = &e.app;
-    let now = crate::clock::now_ms();
-    let mut body = String::from("<table id=\"sql\"><thead><tr><th>ID</th><th>Description</th><th>Submitted</th><th>Duration</th><th>Status</th><th>Jobs</th></tr></thead><tbody>\n");
-    for ex in a.sql.executions.values().rev() {
-        let d = execution_data(ex, false, false, now);
-        let jobs: Vec<String> = d
-            .success_job_ids
-            .iter()
-            .chain(&d.failed_job_ids)
-            .chain(&d.running_job_ids)
-            .map(|j| j.to_string())
-            .collect();
-        let _ = writeln!(
-            body,
-            r#"<tr><td>{id}</td><td><a href="/history/{app}/SQL/execution/{id}/">{desc}</a></td><td>{sub}</td><td>{dur}</td><td class="{st}">{st}</td><td>{jobs}</td></tr>"#,
-            id = ex.id,
-            app = seg(&id),
-            desc = esc(d.description.as_deref().unwrap_or("")),
-            sub = date(ex.submission_time),
-            dur = duration(d.duration),
-            st = d.status,
-            jobs = jobs.join(", "),
-        );
+    if ctx.app().jobs.contains_key(&id) {
+        format!(
+            "<a class=\"job {class}\" href=\"{}\">{id}</a>",
+            ctx.job_href(id)
+        )
+    } else {
+        id.to_string()
     }
-    body.push_str("</tbody></table>");
-    page("SQL / DataFrame", Some(a), &body)
 }
 
-/// `/history/{app}/SQL/execution/{id}/`: one execution, its plan and metrics.
-pub async fn execution_page(
-    State(catalog): State<Arc<Catalog>>,
-    Path((id, exec)): Path<(String, String)>,
-) -> Response {
-    let Some(e) = find(&catalog, &id) else {
-        return missing(&format!("unknown application {id}"));
-    };
-    let a = &e.app;
-    let Some(ex) = exec
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| a.sql.executions.get(&n))
-    else {
-        return missing(&format!("unknown query execution {exec}"));
-    };
-    let d = execution_data(ex, true, true, crate::clock::now_ms());
-    let mut body = format!(
-        r#"<p class="{st}">Status: {st} · Submitted: {sub} · Duration: {dur}</p><p>{desc}</p>"#,
-        st = d.status,
-        sub = date(ex.submission_time),
-        dur = duration(d.duration),
-        desc = esc(d.description.as_deref().unwrap_or("")),
+fn jobs_of(ctx: &Ctx, d: &ExecutionData) -> String {
+    let mut ids: Vec<i64> = d
+        .success_job_ids
+        .iter()
+        .chain(&d.failed_job_ids)
+        .chain(&d.running_job_ids)
+        .copied()
+        .collect();
+    ids.sort_unstable();
+    ids.iter()
+        .map(|j| job_link(ctx, *j))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn list_page(ctx: &Ctx) -> Response {
+    let a = ctx.app();
+    let now = now_ms();
+    let mut b = String::new();
+    if a.sql.executions.is_empty() {
+        b.push_str("<p>No SQL or DataFrame queries were logged.</p>");
+        return render(Some(ctx), Tab::Sql, "SQL / DataFrame", &b);
+    }
+    let _ = write!(
+        b,
+        "<table id=\"sql\" class=\"listing sortable\"><thead><tr>{}{}{}{}{}{}</tr></thead><tbody>",
+        th("ID", true),
+        th("Description", false),
+        th("Submitted", true),
+        th("Duration", true),
+        th("Status", false),
+        th("Jobs", false),
     );
+    for ex in a.sql.executions.values().rev() {
+        let d = execution_data(ex, false, false, now);
+        let _ = write!(
+            b,
+            "<tr data-execution=\"{id}\"><td class=\"num\" data-v=\"{id}\">{id}{}</td><td><a href=\"{}\">{}</a>{}</td>{}{}<td>{}</td><td>{}</td></tr>",
+            if ex.root_execution_id != ex.id && ex.root_execution_id >= 0 {
+                format!(
+                    "<br><small>in <a href=\"{}\">{}</a></small>",
+                    ctx.sql_href(ex.root_execution_id),
+                    ex.root_execution_id
+                )
+            } else {
+                String::new()
+            },
+            ctx.sql_href(ex.id),
+            esc(&shorten(d.description.as_deref().filter(|s| !s.is_empty()).unwrap_or("(no description)"), 200)),
+            ex.details
+                .as_deref()
+                .map(|x| format!("<br><small class=\"muted\">{}</small>", esc(&shorten(x.lines().next().unwrap_or(""), 120))))
+                .unwrap_or_default(),
+            fmt::date_td(ex.submission_time),
+            fmt::td(Unit::Ms, Some(d.duration as f64)),
+            badge(d.status),
+            jobs_of(ctx, &d),
+            id = ex.id,
+        );
+    }
+    b.push_str("</tbody></table>");
+    render(Some(ctx), Tab::Sql, "SQL / DataFrame", &b)
+}
+
+pub fn execution_page(ctx: &Ctx) -> Response {
+    let Some(id) = ctx.query.int("id") else {
+        return bad_request(ctx, Tab::Sql, "The query page needs ?id=<execution id>.");
+    };
+    let a = ctx.app();
+    let Some(ex) = a.sql.executions.get(&id) else {
+        return app_not_found(ctx, Tab::Sql, &format!("Unknown query {id}."));
+    };
+    let d = execution_data(ex, true, true, now_ms());
+    let mut b = String::new();
+    b.push_str("<dl class=\"facts\">");
+    let mut fact = |k: &str, v: String| {
+        let _ = write!(b, "<div><dt>{k}</dt><dd>{v}</dd></div>");
+    };
+    fact("Status", badge(d.status));
+    fact("Submitted", fmt::date(ex.submission_time));
+    fact("Duration", fmt::ms(d.duration));
+    fact("Jobs", jobs_of(ctx, &d));
+    if ex.root_execution_id != ex.id && ex.root_execution_id >= 0 {
+        fact(
+            "Part of",
+            format!(
+                "<a href=\"{}\">query {}</a>",
+                ctx.sql_href(ex.root_execution_id),
+                ex.root_execution_id
+            ),
+        );
+    }
+    let subs: Vec<String> = a
+        .sql
+        .executions
+        .values()
+        .filter(|x| x.root_execution_id == ex.id && x.id != ex.id)
+        .map(|x| format!("<a href=\"{}\">{}</a>", ctx.sql_href(x.id), x.id))
+        .collect();
+    if !subs.is_empty() {
+        fact("Sub-queries", subs.join(" "));
+    }
+    if let Some(q) = &d.query_id {
+        fact("Query id", esc(q));
+    }
+    b.push_str("</dl>");
+    if let Some(desc) = d.description.as_deref().filter(|s| !s.is_empty()) {
+        let _ = write!(b, "<p class=\"desc\">{}</p>", esc(desc));
+    }
     if let Some(err) = d.error_message.as_deref().filter(|m| !m.is_empty()) {
         let _ = write!(
-            body,
-            "<h2>Error</h2><pre class=\"failed\">{}</pre>",
+            b,
+            "<div class=\"callout bad\" id=\"error\"><p><b>Failed:</b> {}</p><details><summary>Full error</summary><pre>{}</pre></details></div>",
+            esc(err.lines().next().unwrap_or("")),
             esc(err)
         );
     }
-    // the plan as a tree: each node lists the nodes feeding it (edges go child -> parent)
-    body.push_str("<h2>Plan</h2><div id=\"plan\">");
-    let by_id: std::collections::HashMap<i64, &crate::api::sql::Node> =
-        d.nodes.iter().map(|n| (n.node_id, n)).collect();
-    let children = |p: i64| -> Vec<i64> {
-        let mut c: Vec<i64> = d
-            .edges
-            .iter()
-            .filter(|e| e.to_id == p)
-            .map(|e| e.from_id)
-            .collect();
-        c.sort();
-        c
-    };
-    let has_parent: std::collections::HashSet<i64> = d.edges.iter().map(|e| e.from_id).collect();
-    let mut roots: Vec<i64> = d
-        .nodes
-        .iter()
-        .filter(|n| {
-            !n.node_name.starts_with("WholeStageCodegen") && !has_parent.contains(&n.node_id)
-        })
-        .map(|n| n.node_id)
-        .collect();
-    roots.sort();
-    fn render(
-        out: &mut String,
-        id: i64,
-        by_id: &std::collections::HashMap<i64, &crate::api::sql::Node>,
-        children: &dyn Fn(i64) -> Vec<i64>,
-        depth: usize,
-    ) {
-        let Some(n) = by_id.get(&id) else { return };
-        let _ = write!(
-            out,
-            "<li><b>{}</b>{} <small>{}</small>",
-            esc(&n.node_name),
-            n.whole_stage_codegen_id
-                .map(|c| format!(" (codegen {c})"))
-                .unwrap_or_default(),
-            esc(n.desc.as_deref().unwrap_or(""))
-        );
-        if !n.metrics.is_empty() {
-            out.push_str("<ul class=\"metrics\">");
-            for m in &n.metrics {
-                let _ = write!(
-                    out,
-                    "<li>{}: <pre>{}</pre></li>",
-                    esc(&m.name),
-                    esc(&m.value)
-                );
-            }
-            out.push_str("</ul>");
-        }
-        // plans are trees of modest depth; the bound only guards against a corrupt cycle
-        if depth < 200 {
-            let kids = children(id);
-            if !kids.is_empty() {
-                out.push_str("<ul>");
-                for k in kids {
-                    render(out, k, by_id, children, depth + 1);
-                }
-                out.push_str("</ul>");
-            }
-        }
-        out.push_str("</li>");
-    }
-    body.push_str("<ul>");
-    for r in roots {
-        render(&mut body, r, &by_id, &children, 0);
-    }
-    body.push_str("</ul></div>");
-    let _ = write!(
-        body,
-        "<h2>Physical plan</h2><pre id=\"physical-plan\">{}</pre>",
-        esc(d.plan_description.as_deref().unwrap_or(""))
-    );
-    page(&format!("SQL execution {}", ex.id), Some(a), &body)
-}
+    b.push_str("<h2 id=\"plan-h\">Plan</h2><p class=\"muted\">Data flows from the scans at the top down to the result; hover a node for all its metrics.</p><div class=\"scroll\">");
+    b.push_str(&plan::graph(&d.nodes, &d.edges));
+    b.push_str("</div>");
 
-/// `/history/{app}/storage/`: cached RDDs and their blocks.
-pub async fn storage_page(State(catalog): State<Arc<Catalog>>, Path(id): Path<String>) -> Response {
-    let Some(e) = find(&catalog, &id) else {
-        return missing(&format!("unknown application {id}"));
-    };
-    let a = &e.app;
-    let rdds: Vec<_> = a
-        .storage
-        .rdds
-        .values()
-        .filter(|r| !r.partitions.is_empty())
-        .map(rdd_info)
-        .collect();
-    if rdds.is_empty() {
-        return page(
-            "Storage",
-            Some(a),
-            "<p>No cached RDD blocks were logged (Spark logs block updates only with spark.eventLog.logBlockUpdates.enabled).</p>",
-        );
-    }
-    let mut body = String::from("<table id=\"rdds\"><thead><tr><th>ID</th><th>RDD Name</th><th>Storage Level</th><th>Cached Partitions</th><th>Fraction Cached</th><th>Size in Memory</th><th>Size on Disk</th></tr></thead><tbody>\n");
-    for r in &rdds {
-        let frac = if r.num_partitions > 0 {
-            r.num_cached_partitions * 100 / r.num_partitions
-        } else {
-            0
-        };
-        let _ = writeln!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}%</td><td>{}</td><td>{}</td></tr>",
-            r.id,
-            esc(&r.name),
-            esc(&r.storage_level),
-            r.num_cached_partitions,
-            frac,
-            crate::model::sql::bytes_to_string(r.memory_used),
-            crate::model::sql::bytes_to_string(r.disk_used),
-        );
-    }
-    body.push_str("</tbody></table>");
-    for r in &rdds {
-        let _ = write!(
-            body,
-            "<h2>RDD {} partitions</h2><table class=\"partitions\"><thead><tr><th>Block</th><th>Storage Level</th><th>Memory</th><th>Disk</th><th>Executors</th></tr></thead><tbody>",
-            r.id
-        );
-        for p in r.partitions.iter().flatten() {
+    // every operator's metrics, readable and searchable without the picture
+    let _ = write!(
+        b,
+        "<h2 id=\"metrics-h\">Operators ({})</h2><p><input type=\"search\" class=\"filter\" data-table=\"plan-nodes\" placeholder=\"Filter rows\" aria-label=\"Filter operators\"></p><table id=\"plan-nodes\" class=\"listing sortable\"><thead><tr>{}{}{}<th>Metrics</th></tr></thead><tbody>",
+        d.nodes.len(),
+        th("Node", true),
+        th("Operator", false),
+        th("Codegen stage", true),
+    );
+    for n in &d.nodes {
+        let mut metrics = String::new();
+        for m in &n.metrics {
             let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&p.block_name),
-                esc(&p.storage_level),
-                crate::model::sql::bytes_to_string(p.memory_used),
-                crate::model::sql::bytes_to_string(p.disk_used),
-                esc(&p.executors.join(", ")),
+                metrics,
+                "<div><b>{}</b>: <span class=\"mv\">{}</span></div>",
+                esc(&m.name),
+                esc(m.value.trim())
             );
         }
-        body.push_str("</tbody></table>");
+        let _ = write!(
+            b,
+            "<tr data-node=\"{id}\"><td class=\"num\" data-v=\"{id}\">{id}</td><td>{}{}</td><td class=\"num\">{}</td><td class=\"metrics\">{metrics}</td></tr>",
+            esc(&n.node_name),
+            match n.desc.as_deref() {
+                Some(desc) if !desc.is_empty() && desc != n.node_name => format!(
+                    "<details><summary>details</summary><pre>{}</pre></details>",
+                    esc(desc)
+                ),
+                _ => String::new(),
+            },
+            n.whole_stage_codegen_id
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            id = n.node_id,
+        );
     }
-    page("Storage", Some(a), &body)
+    b.push_str("</tbody></table>");
+    let _ = write!(
+        b,
+        "<details id=\"physical-plan-d\"><summary><h2 id=\"physical-plan-h\">Physical plan</h2></summary><pre id=\"physical-plan\">{}</pre></details>",
+        esc(d.plan_description.as_deref().unwrap_or(""))
+    );
+    if !ex.modified_configs.is_empty() {
+        b.push_str("<h2 id=\"configs-h\">Configurations set for this query</h2><table class=\"listing sortable\"><thead><tr><th data-sort=\"text\">Name</th><th data-sort=\"text\">Value</th></tr></thead><tbody>");
+        for (k, v) in &ex.modified_configs {
+            let shown = if crate::api::json::is_sensitive(k) || crate::api::json::is_sensitive(v) {
+                "*********(redacted)"
+            } else {
+                v.as_str()
+            };
+            let _ = write!(b, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(shown));
+        }
+        b.push_str("</tbody></table>");
+    }
+    render(Some(ctx), Tab::Sql, &format!("Query {id}"), &b)
 }
