@@ -451,10 +451,18 @@ impl Writer<'_> {
         if plain.is_empty() {
             return Ok(());
         }
-        sealed.clear();
-        c.seal(plain, sealed);
+        // AES-CTR keeps the stream's shape: encrypt in place, no copy.
+        let wire: &[u8] = if let Outbound::Ctr(ctr) = c {
+            ctr.apply(plain);
+            plain
+        } else {
+            sealed.clear();
+            c.seal(plain, sealed);
+            sealed
+        };
+        let sent = self.send_all(wire, more).await;
         plain.clear();
-        self.send_all(sealed, more).await
+        sent
     }
 
     /// Sends `plain` (a frame header, maybe more) followed by the file segment, encrypted,

@@ -97,8 +97,8 @@ struct Args {
     /// (the _SPARK_AUTH_SECRET variable Spark sets).
     #[arg(long, env = "SHUFFLE_AUTH_SECRETS_FROM_PODS", default_value_t = true, action = clap::ArgAction::Set)]
     auth_secrets_from_pods: bool,
-    /// Also read Kubernetes Secrets that executor pods take _SPARK_AUTH_SECRET from (needs a
-    /// get-secrets grant).
+    /// Also read Kubernetes Secrets that executor pods take _SPARK_AUTH_SECRET from, or mount
+    /// their spark.authenticate.secret.executor.file from (needs a get-secrets grant).
     #[arg(long, env = "SHUFFLE_AUTH_SECRETS_FROM_K8S_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
     auth_secrets_from_k8s_secrets: bool,
     /// This node's name (downward API spec.nodeName): only pods on it are watched for secrets.

@@ -1,16 +1,23 @@
 //! Learns each application's `spark.authenticate` secret from its executor pods on this node.
 //!
 //! Spark on Kubernetes hands executors the secret in the pod spec: the `_SPARK_AUTH_SECRET`
-//! environment variable (a plain value, or with `valueFrom.secretKeyRef` a Kubernetes Secret,
-//! which needs a `get secrets` grant and `--auth-secrets-from-k8s-secrets`). The service
-//! watches executor pods (`spark-role=executor`), only those scheduled on its own node
-//! (`spec.nodeName`, from `--node-name`), and records the secret under the pod's app id
-//! (`spark-app-selector`). Secrets are forgotten when the application is removed (its driver
-//! pod ends, or `--app-ttl`), not when an executor goes: the application's shuffle files
-//! outlive its executors, and so must its right to read them.
+//! environment variable (a plain value, or with `valueFrom.secretKeyRef` a Kubernetes Secret),
+//! or with `spark.authenticate.secret.executor.file` a file the user mounts from a Secret
+//! (Spark then uses the base64 of its bytes). Reading a Secret needs a `get secrets` grant and
+//! `--auth-secrets-from-k8s-secrets`.
+//!
+//! The service watches executor pods (`spark-role=executor`), only those scheduled on its own
+//! node (`spec.nodeName`, from `--node-name`), and records the secret under the pod's app id
+//! (`spark-app-selector`). The first secret learned for an application is kept: a later pod
+//! that claims the same app id with another secret is refused and reported, so nobody who can
+//! start a pod can swap in a secret of their own for another application's. Secrets are
+//! forgotten when the application is removed (its driver pod ends, or `--app-ttl`), not when an
+//! executor goes: the application's shuffle files outlive its executors, and so must its right
+//! to read them.
 
 use std::sync::Arc;
 
+use base64::Engine as _;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -37,6 +44,34 @@ pub fn field_selector(node: Option<&str>) -> Option<String> {
     node.map(|n| format!("spec.nodeName={n}"))
 }
 
+/// The bytes of `key` in Secret `namespace/name`; `None` if the Secret lacks that key.
+async fn secret_key(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api
+        .get(name)
+        .await
+        .map_err(|e| format!("cannot read Secret {namespace}/{name}: {e}"))?;
+    if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
+        return Ok(Some(v.0.clone()));
+    }
+    Ok(secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.clone().into_bytes()))
+}
+
+fn needs_opt_in(namespace: &str, name: &str) -> String {
+    format!(
+        "the secret is in Secret {namespace}/{name}; reading it needs --auth-secrets-from-k8s-secrets (and a get-secrets grant)"
+    )
+}
+
 async fn resolve(
     client: &kube::Client,
     namespace: &str,
@@ -47,25 +82,42 @@ async fn resolve(
         PodSecret::Value(v) => Ok(Some(v)),
         PodSecret::SecretKey { name, key } => {
             if !read_secrets {
-                return Err(format!(
-                    "the secret is in Secret {namespace}/{name}; reading it needs --auth-secrets-from-k8s-secrets (and a get-secrets grant)"
-                ));
+                return Err(needs_opt_in(namespace, &name));
             }
-            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-            let secret = api
-                .get(&name)
-                .await
-                .map_err(|e| format!("cannot read Secret {namespace}/{name}: {e}"))?;
-            if let Some(v) = secret.data.as_ref().and_then(|d| d.get(&key)) {
-                return String::from_utf8(v.0.clone())
+            match secret_key(client, namespace, &name, &key).await? {
+                Some(v) => String::from_utf8(v)
                     .map(Some)
-                    .map_err(|_| format!("Secret {namespace}/{name} key {key} is not UTF-8"));
+                    .map_err(|_| format!("Secret {namespace}/{name} key {key} is not UTF-8")),
+                None => Err(format!("Secret {namespace}/{name} has no key {key}")),
             }
-            if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(&key)) {
-                return Ok(Some(v.clone()));
-            }
-            Err(format!("Secret {namespace}/{name} has no key {key}"))
         }
+        PodSecret::File { keys, path } => {
+            if !read_secrets {
+                let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(needs_opt_in(namespace, &names.join(", ")));
+            }
+            for (name, key) in &keys {
+                if let Some(bytes) = secret_key(client, namespace, name, key).await? {
+                    if bytes.is_empty() {
+                        return Err(format!(
+                            "secret file {path} (Secret {namespace}/{name} key {key}) is empty"
+                        ));
+                    }
+                    // What Spark's SecurityManager makes of a secret file.
+                    return Ok(Some(
+                        base64::engine::general_purpose::STANDARD.encode(bytes),
+                    ));
+                }
+            }
+            Err(format!(
+                "secret file {path}: no key found in Secret(s) {}",
+                keys.iter()
+                    .map(|(n, k)| format!("{namespace}/{n} key {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+        PodSecret::Unmapped(why) => Err(why),
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::auth::secrets::Secrets;
+use crate::auth::secrets::{Learned, Secrets};
 use crate::auth::transport::Outbound;
 use crate::auth::{self, AuthConfig, AuthMode, AuthStep, ConnAuth, Install, PendingCipher};
 
@@ -222,8 +222,14 @@ impl Service {
     /// that application registered without authenticating are forgotten: once its secret is
     /// known, only its authenticated connections may speak for it.
     pub fn learn_secret(&self, app_id: &str, secret: &str) {
-        if !self.secrets.learn(app_id, secret) {
-            return;
+        match self.secrets.learn(app_id, secret) {
+            Learned::New => {}
+            Learned::Known => return,
+            Learned::Conflict => {
+                self.metrics.refused("secret_conflict");
+                tracing::warn!(app_id, "an executor pod claims this application with another secret than the one learned first; kept the first (a pod impersonating the application?)");
+                return;
+            }
         }
         if let Err(e) = self.registry.store_secret(app_id, secret) {
             tracing::warn!(app_id, error = %e, "cannot persist a learned secret");

@@ -212,6 +212,27 @@ async fn with_learned_secrets_an_application_cannot_touch_another() {
         let (sid, _) = a.open(&fetch("spark-a", "1", 1, 1));
         assert_eq!(a.chunk(sid, 0).expect("own block"), parts[1]);
 
+        // a pod of the attacker's claims spark-a's app id with a secret of its own: the secret
+        // learned first stays, so the attacker cannot authenticate as spark-a
+        api.apply_pod(executor_pod("impostor-exec-1", "spark-a", "impostor"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while support::metric_labelled(
+            daemon.admin_port,
+            "shuffle_refused_total",
+            "reason=\"secret_conflict\"",
+        ) < 1.0
+        {
+            assert!(Instant::now() < deadline, "{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut c = Client::connect(port);
+        assert!(c
+            .auth_engine("spark-a", "impostor", Cipher::Ctr, 1)
+            .is_err());
+        let mut c = Client::connect(port);
+        c.auth_engine("spark-a", "secret-a", Cipher::Gcm, 1)
+            .expect("spark-a keeps its secret");
+
         // no authentication at all: refused outright, connection closed
         let mut anon = Client::connect(port);
         for m in [

@@ -9,7 +9,8 @@
 //! - `pods/{name}/log` with `container`, `follow`, `timestamps`, `sinceTime`, `sinceSeconds`,
 //!   `tailLines`, `limitBytes`; a follow stays open, streams lines appended later, and ends when
 //!   the pod is deleted or reaches phase `Succeeded`/`Failed`;
-//! - namespaces: list, watch, get (namespace `default` exists from the start).
+//! - namespaces: list, watch, get (namespace `default` exists from the start);
+//! - secrets: get one ([`FakeApiServer::apply_secret`] puts them there).
 //!
 //! Watches behave like the real server's: without a resourceVersion (or with "0") they start
 //! with synthetic `ADDED` events for what exists; with a resourceVersion they replay the changes
@@ -85,6 +86,7 @@ type Query_ = HashMap<String, String>;
 enum Kind {
     Namespace,
     Pod,
+    Secret,
 }
 
 impl Kind {
@@ -92,6 +94,7 @@ impl Kind {
         match self {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -99,6 +102,7 @@ impl Kind {
         match self {
             Kind::Namespace => "namespaces",
             Kind::Pod => "pods",
+            Kind::Secret => "secrets",
         }
     }
 }
@@ -411,6 +415,28 @@ impl FakeApiServer {
             .expect("a stored Pod always deserialises")
     }
 
+    /// Creates or replaces a Secret (namespace `default` if unset), for `get` only.
+    pub fn apply_secret(&self, secret: k8s_openapi::api::core::v1::Secret) {
+        let mut obj = serde_json::to_value(&secret).expect("a Secret always serialises");
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .expect("apply_secret needs metadata.name")
+            .to_string();
+        obj["kind"] = json!("Secret");
+        obj["apiVersion"] = json!("v1");
+        obj["metadata"]["namespace"] = json!(ns);
+        let mut store = self.shared.lock();
+        store.ensure_namespace(&self.shared.changes, &ns);
+        store.commit(&self.shared.changes, (Kind::Secret, ns, name), Some(obj));
+    }
+
     /// Deletes a pod at once (a `DELETED` event); ends log follows on it. False if absent.
     pub fn delete_pod(&self, namespace: &str, name: &str) -> bool {
         let key = (Kind::Pod, namespace.to_string(), name.to_string());
@@ -637,6 +663,7 @@ fn router(shared: Arc<Shared>) -> Router {
             get(get_pod).delete(delete_pod),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
+        .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_secret))
         .fallback(unknown)
         .layer(middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -739,6 +766,17 @@ async fn get_pod(
     match shared.lock().objects.get(&key) {
         Some(obj) => json_response(StatusCode::OK, obj),
         None => not_found(Kind::Pod, &name),
+    }
+}
+
+async fn get_secret(
+    State(shared): State<Arc<Shared>>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+) -> Response {
+    let key = (Kind::Secret, ns, name.clone());
+    match shared.lock().objects.get(&key) {
+        Some(obj) => json_response(StatusCode::OK, obj),
+        None => not_found(Kind::Secret, &name),
     }
 }
 
