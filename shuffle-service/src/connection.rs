@@ -58,7 +58,8 @@ pub enum Outgoing {
         permit: Option<FilePermit>,
     },
     /// Encrypt everything after this (queued right after the last auth reply).
-    Cipher(Outbound),
+    /// Boxed: this queue carries every reply, and a SASL cipher is ~400 bytes.
+    Cipher(Box<Outbound>),
     /// Flush what came before, then close the connection.
     Close,
 }
@@ -279,7 +280,11 @@ async fn open_inbound(
             None => return Ok(()),
             Some((decided, det)) => {
                 tracing::debug!(%peer, cipher = det.cipher, auth_engine_version = det.version, "encrypted connection");
-                if tx.send(Outgoing::Cipher(det.outbound)).await.is_err() {
+                if tx
+                    .send(Outgoing::Cipher(Box::new(det.outbound)))
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
                 *inb = decided;
@@ -353,7 +358,7 @@ async fn write_loop(
                 }
                 (Outgoing::Cipher(c), _) => {
                     tracing::debug!(%peer, cipher = c.name(), "replies encrypted from here on");
-                    cipher = Some(c);
+                    cipher = Some(*c);
                     Ok(())
                 }
                 (Outgoing::Close, c) => {

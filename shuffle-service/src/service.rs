@@ -430,7 +430,7 @@ impl Service {
                     Some(Install::Sasl(layer)) => {
                         // The writer switches after the reply above, in queue order.
                         let ok = tx
-                            .send(Outgoing::Cipher(Outbound::Sasl(layer.send)))
+                            .send(Outgoing::Cipher(Box::new(Outbound::Sasl(layer.send))))
                             .await
                             .is_ok();
                         conn.install = Some(PendingCipher::Sasl(layer.recv));

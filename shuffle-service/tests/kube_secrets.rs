@@ -172,11 +172,7 @@ async fn secrets_in_kubernetes_secrets_are_learned_only_when_allowed() {
         // the file's raw content is not the secret
         let mut raw = Client::connect(d.port);
         assert!(raw
-            .auth_sasl(
-                "spark-f",
-                &String::from_utf8_lossy(FILE_KEY).into_owned(),
-                false
-            )
+            .auth_sasl("spark-f", &String::from_utf8_lossy(FILE_KEY), false)
             .is_err());
         let mut k = Client::connect(d.port);
         k.auth_sasl("spark-k", "key-ref-secret", false)
