@@ -6,6 +6,7 @@
 #   SIDECARS_PROFILE    cargo profile to build (default: release; `dev` builds faster)
 #   SIDECARS_BIN_DIR    use the binaries in this directory instead of building
 #   STAGING_PORT, SHUFFLE_PORT, SHUFFLE_ADMIN_PORT, HISTORY_PORT   override the ports
+#   SHUFFLE_AUTH, SHUFFLE_AUTH_SECRET_FILE   spark.authenticate for the shuffle service (default off)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spark-sidecars/target}"
@@ -26,7 +27,9 @@ trap 'stop; exit 0' INT TERM
 trap stop EXIT
 
 "$bindir/staging-server" --storage "file://$data/staging" & pids+=($!)
-"$bindir/shuffle-service" --state-dir "$data/shuffle-state" --allowed-root "$data/shuffle-local" --allowed-root /tmp & pids+=($!)
+# No secret here, so no spark.authenticate unless SHUFFLE_AUTH=required and
+# SHUFFLE_AUTH_SECRET_FILE are set (docs/shuffle-service.md#authentication).
+SHUFFLE_AUTH="${SHUFFLE_AUTH:-off}" "$bindir/shuffle-service" --state-dir "$data/shuffle-state" --allowed-root "$data/shuffle-local" --allowed-root /tmp & pids+=($!)
 "$bindir/history-collector" --storage "file://$data/history" --event-log-dir "$data/event-logs" & pids+=($!)
 
 host=$(hostname -I 2>/dev/null | awk '{print $1}'); host=${host:-127.0.0.1}

@@ -54,7 +54,7 @@ struct Run {
 /// applications; all event logs end up in `<root>/events`.
 fn generate() -> (PathBuf, Vec<Run>) {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-spark-logs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui_gen_eventlogs.py");
+    let script = sidecars_common::crate_dir!().join("tests/ui_gen_eventlogs.py");
     let versions = [
         ("3.5", "SPARK35_PYTHON", "SPARK35_HOME", "s35"),
         ("4.x", "SPARK4_PYTHON", "SPARK4_HOME", "s4"),

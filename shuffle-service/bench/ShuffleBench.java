@@ -29,6 +29,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 
 import org.apache.spark.network.buffer.ManagedBuffer;
+import org.apache.spark.network.sasl.SecretKeyHolder;
 import org.apache.spark.network.shuffle.BlockFetchingListener;
 import org.apache.spark.network.shuffle.ExecutorDiskUtils;
 import org.apache.spark.network.shuffle.ExternalBlockStoreClient;
@@ -56,7 +57,8 @@ public class ShuffleBench {
       System.err.println("usage: ShuffleBench gen --dirs D1,D2 --maps M --reducers R --block-size B\n"
           + "       ShuffleBench run --case NAME --dirs D1,D2 --maps M --reducers R --inflight K"
           + " --rounds N --targets name:port:pid,name:port:pid\n"
-          + "       ShuffleBench register --port P --dir D --apps A --executors E");
+          + " [--auth none|sasl|ctr --secret S]\n"
+          + "       ShuffleBench register --port P --root R --apps A --executors E");
       System.exit(2);
     }
   }
@@ -98,16 +100,26 @@ public class ShuffleBench {
     }
   }
 
-  /** Registers apps x executors executors, all with local dir `dir`, one RPC at a time. */
+  /** A block manager dir name as Spark makes them (blockmgr-UUID), numbered. */
+  static String blockManagerDir(String root, int n) {
+    return root + "/blockmgr-" + String.format("00000000-0000-0000-0000-%012x", n);
+  }
+
+  /**
+   * Registers apps x executors executors, one RPC at a time; each app's executors share one
+   * block manager dir under `root` (a dir belongs to one application).
+   */
   static void register(Map<String, String> o) throws Exception {
     int port = Integer.parseInt(need(o, "port"));
-    String[] dirs = {need(o, "dir")};
+    String root = need(o, "root");
     int apps = Integer.parseInt(need(o, "apps"));
     int execs = Integer.parseInt(need(o, "executors"));
     TransportConf tc = new TransportConf("shuffle", MapConfigProvider.EMPTY);
-    ExecutorShuffleInfo info = new ExecutorShuffleInfo(dirs, SUB_DIRS, SORT);
     long t0 = System.nanoTime();
     for (int a = 0; a < apps; a++) {
+      String dir = blockManagerDir(root, a);
+      new File(dir).mkdirs();
+      ExecutorShuffleInfo info = new ExecutorShuffleInfo(new String[] {dir}, SUB_DIRS, SORT);
       ExternalBlockStoreClient client = new ExternalBlockStoreClient(tc, null, false, 10_000);
       client.init(String.format("app-restore-%04d", a));
       for (int e = 0; e < execs; e++) {
@@ -229,8 +241,23 @@ public class ShuffleBench {
     Map<String, String> conf = new HashMap<>();
     // Failures must surface, not be retried away.
     conf.put("spark.shuffle.io.maxRetries", "0");
+    // spark.authenticate on the client: SASL (auth), or the AuthEngine with AES/CTR.
+    String auth = o.getOrDefault("auth", "none");
+    String secret = o.getOrDefault("secret", "");
+    if (auth.equals("ctr")) {
+      conf.put("spark.network.crypto.enabled", "true");
+      conf.put("spark.network.crypto.saslFallback", "false");
+    } else if (!auth.equals("none") && !auth.equals("sasl")) {
+      throw new IllegalArgumentException("--auth none|sasl|ctr, not " + auth);
+    }
     TransportConf tc = new TransportConf("shuffle", new MapConfigProvider(conf));
-    ExternalBlockStoreClient client = new ExternalBlockStoreClient(tc, null, false, 10_000);
+    SecretKeyHolder keys = new SecretKeyHolder() {
+      public String getSaslUser(String appId) { return "sparkSaslUser"; }
+      public String getSecretKey(String appId) { return secret; }
+    };
+    boolean authOn = !auth.equals("none");
+    ExternalBlockStoreClient client =
+        new ExternalBlockStoreClient(tc, authOn ? keys : null, authOn, 10_000);
     String appId = "app-bench-" + name;
     client.init(appId);
     String execId = "1";

@@ -2,8 +2,15 @@
 # Fetch throughput of our shuffle-service against Spark's own Java ExternalShuffleService, both
 # driven by Spark's own client (ExternalBlockStoreClient) on the same shuffle files, in one run.
 #
-#   bash shuffle-service/bench/bench.sh            # both cases
+#   bash shuffle-service/bench/bench.sh            # every case
 #   CASES=small bash shuffle-service/bench/bench.sh
+#
+# Cases: small (20,000 blocks of 4 KiB) and large (512 of 4 MiB) without authentication, and
+# the same with spark.authenticate on both sides: small-sasl (SASL DIGEST-MD5, QOP auth) and
+# large-ctr (the AuthEngine handshake, then AES-CTR network crypto). The authenticated cases
+# run against a second pair of services that require authentication with a shared secret
+# (Spark's: spark.authenticate=true, spark.network.crypto.enabled=true, which also takes SASL
+# clients), so each pair's peak RSS covers its own cases.
 #
 # Needs SPARK4_HOME (scripts/install-test-tools.sh --print-env), javac, and a release build of
 # shuffle-service (built here). Prints a markdown table; raw per-round lines go to stderr.
@@ -13,10 +20,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 : "${SPARK4_HOME:?SPARK4_HOME is not set: eval \"\$(bash scripts/install-test-tools.sh --print-env)\"}"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/spark-sidecars/target}
-CASES=${CASES:-"small large"}
+CASES=${CASES:-"small large small-sasl large-ctr"}
 ROUNDS=${ROUNDS:-3}
 INFLIGHT=${INFLIGHT:-8}
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d "${TMPDIR:-/tmp}/shuffle-bench.XXXXXX")
 pids=()
 cleanup() {
@@ -47,42 +55,66 @@ wait_port() {
 }
 
 root=$work/root
-mkdir -p "$root" "$work/state"
+mkdir -p "$root" "$work/state" "$work/state-auth"
+secret=bench-shared-secret
+printf '%s\n' "$secret" >"$work/secret"
+chmod 600 "$work/secret"
 
-# Both services start before any file exists and serve every case, so each one's peak RSS
-# covers the whole run.
-ours_port=$(free_port)
-"$ours_bin" --bind 127.0.0.1 --port "$ours_port" --admin-port "$(free_port)" \
-  --allowed-root "$root" --state-dir "$work/state" --no-kube --log-level warn \
-  >"$work/ours.log" 2>&1 &
-ours_pid=$!
-pids+=("$ours_pid")
-
-spark_port=$(free_port)
-SPARK_SHUFFLE_OPTS="-Dspark.shuffle.service.port=$spark_port -Dspark.local.dir=$root" \
-  SPARK_LOG_DIR=$work/spark-logs SPARK_NO_DAEMONIZE=1 \
-  "$SPARK4_HOME/bin/spark-class" org.apache.spark.deploy.ExternalShuffleService \
-  >"$work/spark.log" 2>&1 &
-spark_pid=$!
-pids+=("$spark_pid")
-wait_port "$ours_port"
-wait_port "$spark_port"
+# Starts our service and Spark's, both serving $root; "auth" makes both require
+# spark.authenticate with $secret. Sets ours_port/ours_pid/spark_port/spark_pid.
+start_pair() {
+  local sec=$1 ours_args=() spark_opts=""
+  if [ "$sec" = auth ]; then
+    ours_args=(--auth required --auth-secret-file "$work/secret" --state-dir "$work/state-auth")
+    spark_opts="-Dspark.authenticate=true -Dspark.authenticate.secret=$secret -Dspark.network.crypto.enabled=true"
+  else
+    ours_args=(--auth off --state-dir "$work/state")
+  fi
+  ours_port=$(free_port)
+  "$ours_bin" --bind 127.0.0.1 --port "$ours_port" --admin-port "$(free_port)" \
+    --allowed-root "$root" --no-kube --log-level warn "${ours_args[@]}" \
+    >"$work/ours-$sec.log" 2>&1 &
+  ours_pid=$!
+  pids+=("$ours_pid")
+  spark_port=$(free_port)
+  SPARK_SHUFFLE_OPTS="-Dspark.shuffle.service.port=$spark_port -Dspark.local.dir=$root $spark_opts" \
+    SPARK_LOG_DIR=$work/spark-logs-$sec SPARK_NO_DAEMONIZE=1 \
+    "$SPARK4_HOME/bin/spark-class" org.apache.spark.deploy.ExternalShuffleService \
+    >"$work/spark-$sec.log" 2>&1 &
+  spark_pid=$!
+  pids+=("$spark_pid")
+  wait_port "$ours_port"
+  wait_port "$spark_port"
+}
 
 results=$work/results.tsv
 : >"$results"
-for c in $CASES; do
-  case $c in
-    small) maps=500 reducers=40 size=4096 ;;       # 20,000 blocks of 4 KiB
-    large) maps=64 reducers=8 size=4194304 ;;      # 512 blocks of 4 MiB (2 GiB)
-    *) echo "unknown case $c" >&2; exit 2 ;;
-  esac
-  dirs="$root/$c/blockmgr-1,$root/$c/blockmgr-2"
-  java -cp "$cp" ShuffleBench gen --dirs "$dirs" --maps $maps --reducers $reducers --block-size $size
-  java -cp "$cp" ShuffleBench run --case "$c" --dirs "$dirs" --maps $maps --reducers $reducers \
-    --block-size $size --inflight "$INFLIGHT" --rounds "$ROUNDS" \
-    --targets "spark:$spark_port:$spark_pid,ours:$ours_port:$ours_pid" | tee -a "$results"
+# Both services of a pair start before any file exists and serve all of that pair's cases, so
+# each one's peak RSS covers them.
+for sec in plain auth; do
+  started=
+  for c in $CASES; do
+    case $c in
+      small) maps=500 reducers=40 size=4096 auth=none csec=plain ;;            # 20,000 x 4 KiB
+      large) maps=64 reducers=8 size=4194304 auth=none csec=plain ;;         # 512 x 4 MiB (2 GiB)
+      small-sasl) maps=500 reducers=40 size=4096 auth=sasl csec=auth ;;
+      large-ctr) maps=64 reducers=8 size=4194304 auth=ctr csec=auth ;;
+      *) echo "unknown case $c" >&2; exit 2 ;;
+    esac
+    [ "$csec" = "$sec" ] || continue
+    if [ -z "$started" ]; then start_pair "$sec"; started=1; fi
+    d="$root/$c"
+    dirs="$d/blockmgr-00000000-0000-0000-0000-000000000001,$d/blockmgr-00000000-0000-0000-0000-000000000002"
+    java -cp "$cp" ShuffleBench gen --dirs "$dirs" --maps $maps --reducers $reducers --block-size $size
+    java -cp "$cp" ShuffleBench run --case "$c" --dirs "$dirs" --maps $maps --reducers $reducers \
+      --block-size $size --inflight "$INFLIGHT" --rounds "$ROUNDS" --auth "$auth" --secret "$secret" \
+      --targets "spark:$spark_port:$spark_pid,ours:$ours_port:$ours_pid" | tee -a "$results"
+    rm -rf "$d"
+  done
 done
 
+echo
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(cd "$repo" && git rev-parse --short HEAD)$(cd "$repo" && git diff --quiet HEAD -- shuffle-service || echo '+changes'), load average before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 echo
 echo "| case | service | blocks | blocks/s | MB/s | server CPU s | server CPU µs/block | client CPU s | peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|---|---|"

@@ -24,7 +24,7 @@ trap cleanup EXIT
 # SKIP_BUILD=1 uses the release binary as it is (another build may hold cargo's lock).
 [ "${SKIP_BUILD:-}" = 1 ] || (cd "$repo" && cargo build --release -q -p shuffle-service)
 bin=$CARGO_TARGET_DIR/release/shuffle-service
-mkdir -p "$work/classes" "$work/root/blockmgr-1"
+mkdir -p "$work/classes" "$work/root"
 javac -nowarn -d "$work/classes" -cp "$SPARK4_HOME/jars/*" "$here/ShuffleBench.java"
 
 free_port() {
@@ -34,7 +34,7 @@ port=$(free_port)
 admin_port=$(free_port)
 start() {
   "$bin" --bind 127.0.0.1 --port "$port" --admin-port "$admin_port" --allowed-root "$work/root" \
-    --state-dir "$work/state" --no-kube >"$1" 2>&1 &
+    --state-dir "$work/state" --no-kube --auth off >"$1" 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
@@ -46,7 +46,7 @@ start() {
 
 start "$work/first.log"
 java -cp "$work/classes:$SPARK4_HOME/jars/*" ShuffleBench register --port "$port" \
-  --dir "$work/root/blockmgr-1" --apps "$APPS" --executors "$EXECUTORS"
+  --root "$work/root" --apps "$APPS" --executors "$EXECUTORS"
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 t0=$(date +%s%N)

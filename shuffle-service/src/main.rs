@@ -1,7 +1,8 @@
 //! shuffle-service: Spark's external shuffle service, as a Kubernetes DaemonSet.
 //!
 //! Wiring only: settings, restoring registrations before the port opens, the shuffle accept
-//! loop, the admin endpoints, application cleanup, and a graceful drain on SIGTERM.
+//! loop, the admin endpoints, application cleanup, learning secrets from executor pods,
+//! readiness that follows the registration database's health, and a graceful drain on SIGTERM.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -9,10 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use shuffle_service::auth::secrets::{read_secret_file, Secrets};
+use shuffle_service::auth::{AuthConfig, AuthMode};
 use shuffle_service::metrics::Metrics;
 use shuffle_service::registry::Registry;
-use shuffle_service::service::{Service, ServiceConfig};
-use shuffle_service::{cleanup, server};
+use shuffle_service::service::{Limits, Service, ServiceConfig};
+use shuffle_service::{cleanup, secret_watch, server};
 use sidecars_common::config::{parse_byte_size, parse_duration};
 use sidecars_common::kube::KubeArgs;
 use sidecars_common::{admin, Admin, CommonArgs, Shutdown};
@@ -48,12 +51,68 @@ struct Args {
     #[arg(long, env = "SHUFFLE_MAX_FRAME_SIZE", default_value = "16MiB", value_parser = parse_byte_size)]
     max_frame_size: u64,
     /// Close a client connection idle for this long with no reply pending, as Spark's
-    /// `spark.shuffle.io.connectionTimeout` does; 0 keeps idle connections open.
+    /// `spark.shuffle.io.connectionTimeout` does, or whose client reads none of its replies
+    /// for this long; 0 keeps idle connections open.
     #[arg(long, env = "SHUFFLE_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     idle_timeout: Duration,
-    /// Most concurrent client connections.
+    /// Most concurrent client connections; at the limit the longest-idle one is closed to
+    /// make room.
     #[arg(long, env = "SHUFFLE_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
+    /// Most concurrent connections from one address (a node's executors share its address).
+    #[arg(long, env = "SHUFFLE_MAX_CONNECTIONS_PER_PEER", default_value_t = 256)]
+    max_connections_per_peer: usize,
+    /// Most block ids in one fetch request (OpenBlocks, FetchShuffleBlocks); bounds the
+    /// memory one request can take.
+    #[arg(long, env = "SHUFFLE_MAX_IDS_PER_REQUEST", default_value_t = 200_000)]
+    max_ids_per_request: u64,
+    /// Most blocks in the open (not yet read) streams of one connection.
+    #[arg(
+        long,
+        env = "SHUFFLE_MAX_OPEN_BLOCKS_PER_CONNECTION",
+        default_value_t = 1_000_000
+    )]
+    max_open_blocks_per_connection: usize,
+    /// Most blocks in the open streams of all connections (about 24 bytes each).
+    #[arg(long, env = "SHUFFLE_MAX_OPEN_BLOCKS", default_value_t = 8_000_000)]
+    max_open_blocks: usize,
+    /// Most block files held open for one connection's queued replies.
+    #[arg(long, env = "SHUFFLE_MAX_FILES_PER_CONNECTION", default_value_t = 64)]
+    max_files_per_connection: usize,
+    /// Most block files held open for all queued replies; default: what the open-file limit
+    /// leaves after one descriptor per connection and a reserve.
+    #[arg(long, env = "SHUFFLE_MAX_OPEN_FILES")]
+    max_open_files: Option<usize>,
+    /// Which applications must authenticate (spark.authenticate): `required` (all; an
+    /// application whose secret is unknown cannot use the service), `known` (those whose
+    /// secret is known), `off`.
+    #[arg(long = "auth", env = "SHUFFLE_AUTH", value_enum, default_value_t = AuthMode::Required)]
+    auth: AuthMode,
+    /// File holding the one secret every application authenticates with (the value of
+    /// spark.authenticate.secret; a trailing newline is ignored). Must not be readable by
+    /// other users.
+    #[arg(long, env = "SHUFFLE_AUTH_SECRET_FILE", value_name = "FILE")]
+    auth_secret_file: Option<PathBuf>,
+    /// On Kubernetes, learn each application's secret from its executor pods on this node
+    /// (the _SPARK_AUTH_SECRET variable Spark sets).
+    #[arg(long, env = "SHUFFLE_AUTH_SECRETS_FROM_PODS", default_value_t = true, action = clap::ArgAction::Set)]
+    auth_secrets_from_pods: bool,
+    /// Also read Kubernetes Secrets that executor pods take _SPARK_AUTH_SECRET from, or mount
+    /// their spark.authenticate.secret.executor.file from (needs a get-secrets grant).
+    #[arg(long, env = "SHUFFLE_AUTH_SECRETS_FROM_K8S_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
+    auth_secrets_from_k8s_secrets: bool,
+    /// This node's name (downward API spec.nodeName): only pods on it are watched for secrets.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// How long a connection may take to authenticate when it must.
+    #[arg(long, env = "SHUFFLE_AUTH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    auth_timeout: Duration,
+    /// How long a handshake waits for the pod watch to learn an unknown application's secret.
+    #[arg(long, env = "SHUFFLE_AUTH_SECRET_WAIT", default_value = "5s", value_parser = parse_duration)]
+    auth_secret_wait: Duration,
+    /// SASL: offer only auth-conf (spark.network.sasl.serverAlwaysEncrypt).
+    #[arg(long, env = "SHUFFLE_SASL_ALWAYS_ENCRYPT", default_value_t = false, action = clap::ArgAction::Set)]
+    sasl_always_encrypt: bool,
     /// Memory for cached index files (spark.shuffle.service.index.cache.size).
     #[arg(long, env = "SHUFFLE_INDEX_CACHE_SIZE", default_value = "100MiB", value_parser = parse_byte_size)]
     index_cache_size: u64,
@@ -85,6 +144,20 @@ async fn main() -> anyhow::Result<()> {
     if args.allowed_roots.is_empty() {
         tracing::warn!("no --allowed-root given: every executor registration will be refused");
     }
+    let shared_secret = match &args.auth_secret_file {
+        Some(p) => Some(read_secret_file(p)?),
+        None => None,
+    };
+    let kube_client = args.kube.client().await;
+    let learning = args.auth != AuthMode::Off
+        && args.auth_secrets_from_pods
+        && matches!(kube_client, Ok(Some(_)));
+    if args.auth == AuthMode::Required && shared_secret.is_none() && !learning {
+        anyhow::bail!(
+            "--auth required, but this service has no secret to check: give --auth-secret-file, run it on Kubernetes to learn secrets from executor pods, or choose --auth known or --auth off"
+        );
+    }
+    let open_file_limit = raise_open_file_limit();
     let metrics = Metrics::default();
     let started = std::time::Instant::now();
     let registry = Registry::open(
@@ -105,15 +178,41 @@ async fn main() -> anyhow::Result<()> {
     let mut prom = prometheus_client::registry::Registry::default();
     metrics.register(&mut prom);
     let admin = Admin::new(prom);
-    let service = Arc::new(Service::new(
-        Arc::new(registry),
-        metrics,
-        ServiceConfig {
-            max_frame_size: usize::try_from(args.max_frame_size).unwrap_or(usize::MAX),
-            idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
-        },
-        usize::try_from(args.index_cache_size).unwrap_or(usize::MAX),
-    ));
+    let max_open_files = args.max_open_files.unwrap_or_else(|| {
+        (open_file_limit.saturating_sub(args.max_connections as u64 + 1024) as usize).max(256)
+    });
+    let service = Arc::new(
+        Service::new(
+            Arc::new(registry),
+            metrics,
+            ServiceConfig {
+                max_frame_size: usize::try_from(args.max_frame_size).unwrap_or(usize::MAX),
+                idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+                auth: AuthConfig {
+                    mode: args.auth,
+                    sasl_always_encrypt: args.sasl_always_encrypt,
+                    timeout: args.auth_timeout,
+                    secret_wait: args.auth_secret_wait,
+                },
+                limits: Limits {
+                    max_ids_per_request: args.max_ids_per_request,
+                    max_open_blocks_per_connection: args.max_open_blocks_per_connection,
+                    max_open_blocks: args.max_open_blocks,
+                    max_files_per_connection: args.max_files_per_connection,
+                    max_open_files,
+                },
+            },
+            usize::try_from(args.index_cache_size).unwrap_or(usize::MAX),
+        )
+        .with_secrets(Secrets::new(shared_secret), learning),
+    );
+    tracing::info!(
+        auth = args.auth.as_str(),
+        shared_secret = args.auth_secret_file.is_some(),
+        learning_secrets_from_pods = learning,
+        max_open_files,
+        "authentication"
+    );
 
     let admin_addr = SocketAddr::new(args.bind, args.admin_port);
     let admin_listener = admin::bind(admin_addr, "the admin endpoints").await?;
@@ -134,8 +233,27 @@ async fn main() -> anyhow::Result<()> {
             token.clone(),
         ));
     }
-    match args.kube.client().await {
+    match kube_client {
         Ok(Some(client)) => {
+            if learning {
+                tracing::info!(
+                    node = args
+                        .node_name
+                        .as_deref()
+                        .unwrap_or("(every node: --node-name not set)"),
+                    "watching executor pods to learn applications' secrets"
+                );
+                tokio::spawn(secret_watch::run(
+                    service.clone(),
+                    client.clone(),
+                    secret_watch::WatchConfig {
+                        node_name: args.node_name.clone(),
+                        namespaces: args.kube.namespaces.clone(),
+                        read_secrets: args.auth_secrets_from_k8s_secrets,
+                    },
+                    token.clone(),
+                ));
+            }
             tracing::info!("watching driver pods to remove finished applications");
             tokio::spawn(cleanup::driver_watch(
                 service.clone(),
@@ -164,7 +282,17 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move { admin.serve_alone(admin_listener, shutdown).await })
     };
     admin.set_ready(true).await;
-    server::run(listener, service, shutdown.clone(), args.max_connections).await;
+    tokio::spawn(health_loop(service.clone(), admin.clone(), token.clone()));
+    server::run(
+        listener,
+        service,
+        shutdown.clone(),
+        server::ConnectionLimits {
+            max_connections: args.max_connections,
+            max_connections_per_peer: args.max_connections_per_peer,
+        },
+    )
+    .await;
     admin.set_ready(false).await;
     shutdown.drain().await;
     match admin_task.await {
@@ -174,6 +302,63 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("shuffle-service stopped");
     Ok(())
+}
+
+/// Readiness follows the registration database: after a failed write (a full disk) the
+/// service is not ready, and it reopens the database every two seconds until a write works.
+async fn health_loop(
+    service: Arc<Service>,
+    admin: Admin,
+    token: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = token.cancelled() => return,
+        }
+        if service.registry.healthy() {
+            continue;
+        }
+        service.metrics.db_healthy.set(0);
+        if admin.is_ready() {
+            admin.set_ready(false).await;
+        }
+        let s = service.clone();
+        let recovered =
+            tokio::task::spawn_blocking(move || s.registry.recover(&s.secrets.learned_snapshot()))
+                .await
+                .unwrap_or(false);
+        if recovered {
+            service.metrics.db_healthy.set(1);
+            admin.set_ready(true).await;
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (each connection and each queued block
+/// file takes a descriptor) and returns it.
+fn raise_open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
 }
 
 fn admin_admin_addr(l: &tokio::net::TcpListener) -> String {

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the shuffle service, named after Spark's own shuffle-service metrics
 //! source (registered executors, open streams, block transfer rate, open-blocks latency) plus
-//! errors by kind.
+//! errors by kind, and one counter per limit and authentication outcome.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,6 +22,15 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub apps_removed: Counter,
     pub idle_closed: Counter,
+    /// Requests and connections refused, by the limit or rule that refused them.
+    pub refusals: Family<ErrorLabels, Counter>,
+    /// Successful handshakes by protocol.
+    pub auths: Family<ErrorLabels, Counter>,
+    pub auth_failures: Counter,
+    /// Applications whose secret was learned from their pods.
+    pub secrets_known: Gauge,
+    /// 1 while the registration database accepts writes.
+    pub db_healthy: Gauge,
 }
 
 impl Default for Metrics {
@@ -37,6 +46,15 @@ impl Default for Metrics {
             errors: Family::default(),
             apps_removed: Counter::default(),
             idle_closed: Counter::default(),
+            refusals: Family::default(),
+            auths: Family::default(),
+            auth_failures: Counter::default(),
+            secrets_known: Gauge::default(),
+            db_healthy: {
+                let g = Gauge::default();
+                g.set(1);
+                g
+            },
         }
     }
 }
@@ -87,9 +105,51 @@ impl Metrics {
         );
         r.register(
             "idle_connections_closed",
-            "Connections closed after --idle-timeout with nothing pending",
+            "Connections closed after --idle-timeout: nothing read or written, or replies not read",
             self.idle_closed.clone(),
         );
+        r.register(
+            "refused",
+            "Requests and connections refused, by the limit or rule (reason) that refused them",
+            self.refusals.clone(),
+        );
+        r.register(
+            "authentications",
+            "Connections authenticated, by protocol (sasl, sasl_auth_conf, auth_engine)",
+            self.auths.clone(),
+        );
+        r.register(
+            "authentication_failures",
+            "Handshakes refused (wrong secret, unknown application, malformed)",
+            self.auth_failures.clone(),
+        );
+        r.register(
+            "secrets_learned",
+            "Applications whose secret the service learned from their executor pods",
+            self.secrets_known.clone(),
+        );
+        r.register(
+            "state_db_healthy",
+            "1 while the registration database accepts writes (0 after a failed write, e.g. a full disk)",
+            self.db_healthy.clone(),
+        );
+    }
+
+    /// Counts a refusal by the limit or rule behind it.
+    pub fn refused(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+    }
+
+    pub fn authenticated(&self, protocol: &str) {
+        self.auths
+            .get_or_create(&vec![("protocol".to_owned(), protocol.to_owned())])
+            .inc();
+    }
+
+    pub fn auth_failed(&self) {
+        self.auth_failures.inc();
     }
 
     pub fn error(&self, kind: &str) {

@@ -19,6 +19,7 @@ pub struct ExecutorLayout {
     pub local_dirs: Vec<String>,
     pub canonical_dirs: Vec<PathBuf>,
     pub sub_dirs: i32,
+    pub shuffle_manager: String,
 }
 
 /// Bytes `[offset, offset + len)` of an open file: a chunk body to send with sendfile.
@@ -502,6 +503,7 @@ mod tests {
             local_dirs: vec![d.display().to_string()],
             canonical_dirs: vec![d.canonicalize().expect("canon")],
             sub_dirs: 4,
+            shuffle_manager: "sort".into(),
         }
     }
 

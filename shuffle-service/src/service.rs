@@ -2,29 +2,79 @@
 //! `ExternalBlockHandler`) and its per-connection stream manager (`OneForOneStreamManager`):
 //! fetch RPCs register a stream of lazily resolved blocks, then chunk and stream requests read
 //! it strictly in order, only from the connection that opened it.
+//!
+//! Before any of that, authentication (`auth`): the first RPCs of a connection may run a
+//! handshake, after which every request must name the application the connection
+//! authenticated as. Every request is also held to the limits in [`Limits`]; a refusal is an
+//! `RpcFailure` that names the limit and its flag.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::auth::secrets::{Learned, Secrets};
+use crate::auth::transport::Outbound;
+use crate::auth::{self, AuthConfig, AuthMode, AuthStep, ConnAuth, Install, PendingCipher};
 
 use crate::blockid::{parse_open_block, parse_removable_file, BlockRef};
-use crate::connection::Outgoing;
+use crate::connection::{FilePermit, Outgoing};
 use crate::metrics::Metrics;
 use crate::protocol::frame::{chunk_success_header, stream_response_header};
+use crate::protocol::messages::requested_ids;
 use crate::protocol::{BlockTransferMessage, Message};
 use crate::registry::Registry;
 use crate::resolver::{ExecutorLayout, Resolver};
 
 pub struct ServiceConfig {
     pub max_frame_size: usize,
-    /// Close a connection after this long with nothing read or written and no reply pending
-    /// (Spark's `spark.shuffle.io.connectionTimeout`); `None` keeps idle connections open.
+    /// Close a connection after this long with nothing read or written, or with replies the
+    /// client does not read (Spark's `spark.shuffle.io.connectionTimeout`); `None` never.
     pub idle_timeout: Option<Duration>,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 16 << 20,
+            idle_timeout: Some(Duration::from_secs(120)),
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What one client may make the service spend (each a flag; see `main`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Block ids in one fetch RPC (`--max-ids-per-request`).
+    pub max_ids_per_request: u64,
+    /// Blocks in the open streams of one connection (`--max-open-blocks-per-connection`).
+    pub max_open_blocks_per_connection: usize,
+    /// Blocks in all open streams (`--max-open-blocks`).
+    pub max_open_blocks: usize,
+    /// Open block files queued for one connection (`--max-files-per-connection`).
+    pub max_files_per_connection: usize,
+    /// Open block files queued for all connections (`--max-open-files`).
+    pub max_open_files: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_ids_per_request: 200_000,
+            max_open_blocks_per_connection: 1_000_000,
+            max_open_blocks: 8_000_000,
+            max_files_per_connection: 64,
+            max_open_files: 8192,
+        }
+    }
 }
 
 /// Shared by every connection.
@@ -33,7 +83,12 @@ pub struct Service {
     pub resolver: Arc<Resolver>,
     pub metrics: Metrics,
     pub config: ServiceConfig,
+    pub secrets: Arc<Secrets>,
+    /// Whether the pod watch learns secrets (handshakes then wait a moment for one).
+    pub learning_secrets: bool,
     next_stream_id: AtomicI64,
+    open_blocks: AtomicUsize,
+    files: Arc<Semaphore>,
 }
 
 struct Stream {
@@ -43,19 +98,62 @@ struct Stream {
     next: usize,
 }
 
-/// Streams opened on one connection; dropped with it.
-#[derive(Default)]
+/// One connection's state: its streams (dropped with it), where its authentication stands,
+/// and the cipher it must switch to after an auth reply.
 pub struct ConnState {
     streams: HashMap<i64, Stream>,
+    open_blocks: usize,
+    pub auth: ConnAuth,
+    /// Set by a finished handshake; the connection installs it before reading on.
+    pub install: Option<PendingCipher>,
+    files: Arc<Semaphore>,
+    pub peer: String,
 }
 
 impl ConnState {
+    pub fn new(service: &Service, peer: String) -> Self {
+        Self {
+            streams: HashMap::new(),
+            open_blocks: 0,
+            auth: if service.config.auth.mode == AuthMode::Off {
+                ConnAuth::Anonymous
+            } else {
+                ConnAuth::Start
+            },
+            install: None,
+            files: Arc::new(Semaphore::new(
+                service.config.limits.max_files_per_connection.max(1),
+            )),
+            peer,
+        }
+    }
+
+    /// While a handshake may still run, messages are handled one at a time: the bytes after
+    /// an auth message may already be encrypted.
+    pub fn one_at_a_time(&self) -> bool {
+        matches!(self.auth, ConnAuth::Start | ConnAuth::Sasl { .. })
+    }
+
+    /// Must this connection still authenticate (and within the auth timeout)?
+    pub fn must_authenticate(&self, service: &Service) -> bool {
+        service.config.auth.mode == AuthMode::Required && self.one_at_a_time()
+    }
+
+    pub fn authenticated_app(&self) -> Option<&str> {
+        match &self.auth {
+            ConnAuth::Authenticated { app_id } => Some(app_id),
+            _ => None,
+        }
+    }
+
     pub fn close(&mut self, service: &Service) {
         service
             .metrics
             .open_streams
             .dec_by(self.streams.len() as i64);
         self.streams.clear();
+        service.release_blocks(self.open_blocks);
+        self.open_blocks = 0;
     }
 }
 
@@ -93,12 +191,84 @@ impl Service {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as i64)
             & 0x3fff_ffff_ffff;
+        let files = Arc::new(Semaphore::new(config.limits.max_open_files.max(1)));
         Self {
             registry,
             resolver: Arc::new(Resolver::new(index_cache_bytes)),
             metrics,
             config,
+            secrets: Arc::new(Secrets::new(None)),
+            learning_secrets: false,
             next_stream_id: AtomicI64::new(seed),
+            open_blocks: AtomicUsize::new(0),
+            files,
+        }
+    }
+
+    /// The secrets handshakes use; learned secrets stored with the registrations are loaded.
+    pub fn with_secrets(mut self, secrets: Secrets, learning: bool) -> Self {
+        for (app, secret) in self.registry.stored_secrets() {
+            secrets.learn(&app, &secret);
+        }
+        self.metrics
+            .secrets_known
+            .set(secrets.learned_count() as i64);
+        self.secrets = Arc::new(secrets);
+        self.learning_secrets = learning;
+        self
+    }
+
+    /// Records a secret learned for `app_id` (persisted with the registrations). Executors of
+    /// that application registered without authenticating are forgotten: once its secret is
+    /// known, only its authenticated connections may speak for it.
+    pub fn learn_secret(&self, app_id: &str, secret: &str) {
+        match self.secrets.learn(app_id, secret) {
+            Learned::New => {}
+            Learned::Known => return,
+            Learned::Conflict => {
+                self.metrics.refused("secret_conflict");
+                tracing::warn!(app_id, "an executor pod claims this application with another secret than the one learned first; kept the first (a pod impersonating the application?)");
+                return;
+            }
+        }
+        if let Err(e) = self.registry.store_secret(app_id, secret) {
+            tracing::warn!(app_id, error = %e, "cannot persist a learned secret");
+        }
+        self.metrics
+            .secrets_known
+            .set(self.secrets.learned_count() as i64);
+        tracing::info!(app_id, "learned the application's secret");
+        let gone = self.registry.forget_unauthenticated(app_id);
+        if !gone.is_empty() {
+            tracing::warn!(app_id, executors = ?gone, "forgot executors registered without authentication now that the application's secret is known");
+        }
+    }
+
+    fn release_blocks(&self, n: usize) {
+        if n > 0 {
+            self.open_blocks.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Refuses (with the reason) a request for `app_id` that this connection may not make.
+    fn authorize(&self, conn: &ConnState, app_id: &str) -> Result<(), String> {
+        match &conn.auth {
+            ConnAuth::Authenticated { app_id: mine } if mine == app_id => Ok(()),
+            ConnAuth::Authenticated { app_id: mine } => {
+                self.metrics.refused("other_application");
+                Err(format!(
+                    "java.lang.SecurityException: Client for {mine} not authorized for application {app_id}."
+                ))
+            }
+            _ if self.config.auth.mode == AuthMode::Off => Ok(()),
+            _ if self.config.auth.mode == AuthMode::Required || self.secrets.known(app_id) => {
+                self.metrics.refused("unauthenticated");
+                Err(format!(
+                    "java.lang.SecurityException: application {app_id} must authenticate (spark.authenticate=true with its secret): this shuffle service requires it (--auth {})",
+                    self.config.auth.mode.as_str()
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -111,6 +281,11 @@ impl Service {
     ) -> bool {
         let out = match msg {
             Message::RpcRequest { request_id, body } => {
+                if conn.one_at_a_time() {
+                    if let Some(keep) = self.maybe_authenticate(request_id, &body, conn, tx).await {
+                        return keep;
+                    }
+                }
                 let reply = match self.rpc(&body, conn).await {
                     Ok(resp) => Message::RpcResponse {
                         request_id,
@@ -124,8 +299,19 @@ impl Service {
                 Outgoing::Frame(reply.encode().freeze())
             }
             Message::OneWayMessage { body } => {
+                if conn.one_at_a_time() && self.config.auth.mode == AuthMode::Required {
+                    self.metrics.refused("unauthenticated");
+                    tracing::info!(
+                        peer = conn.peer,
+                        "one-way message before authentication; ignored"
+                    );
+                    return true;
+                }
                 match BlockTransferMessage::decode(&body) {
                     Ok(BlockTransferMessage::ShuffleServiceHeartbeat { app_id }) => {
+                        if self.authorize(conn, &app_id).is_err() {
+                            return true;
+                        }
                         if !self.registry.touch(&app_id) {
                             tracing::debug!(app_id, "heartbeat for an unknown application");
                         }
@@ -142,14 +328,12 @@ impl Service {
                 stream_id,
                 chunk_index,
             } => {
-                return self
-                    .send_chunks(vec![self.pending_chunk(conn, stream_id, chunk_index)], tx)
-                    .await
+                let p = self.pending_chunk(conn, stream_id, chunk_index);
+                return self.send_chunks(vec![p], conn, tx).await;
             }
             Message::StreamRequest { stream_id } => {
-                return self
-                    .send_chunks(vec![self.pending_stream(conn, stream_id)], tx)
-                    .await
+                let p = self.pending_stream(conn, stream_id);
+                return self.send_chunks(vec![p], conn, tx).await;
             }
             Message::UploadStream {
                 request_id, meta, ..
@@ -196,6 +380,81 @@ impl Service {
         tx.send(out).await.is_ok()
     }
 
+    /// The auth part of an RPC on a connection that may still authenticate: runs a handshake
+    /// step, or refuses a connection that must authenticate first. `None` when the RPC is an
+    /// ordinary request to handle as such; otherwise whether to keep the connection.
+    async fn maybe_authenticate(
+        &self,
+        request_id: i64,
+        body: &Bytes,
+        conn: &mut ConnState,
+        tx: &mpsc::Sender<Outgoing>,
+    ) -> Option<bool> {
+        let cfg = &self.config.auth;
+        if auth::auth_tag(body).is_none() && cfg.mode != AuthMode::Required {
+            // Not a handshake: this connection goes without authentication.
+            conn.auth = ConnAuth::Anonymous;
+            return None;
+        }
+        if cfg.mode == AuthMode::Off {
+            return None;
+        }
+        // Executors may connect a moment before the pod watch has seen their pod.
+        let secret = match auth::auth_app_id(body) {
+            Some(app) if self.learning_secrets => {
+                self.secrets.wait_for(&app, cfg.secret_wait).await
+            }
+            Some(app) => self.secrets.get(&app),
+            None => None,
+        };
+        let step = auth::step(&mut conn.auth, body, |_| secret, cfg);
+        let frame = |m: Message| Outgoing::Frame(m.encode().freeze());
+        match step {
+            AuthStep::Reply { body, install } => {
+                if let Some(app) = conn.authenticated_app() {
+                    self.metrics.authenticated(match install {
+                        Some(Install::Engine(_)) => "auth_engine",
+                        Some(Install::Sasl(_)) => "sasl_auth_conf",
+                        None => "sasl",
+                    });
+                    tracing::debug!(peer = conn.peer, app_id = app, "authenticated");
+                }
+                let sent = tx
+                    .send(frame(Message::RpcResponse {
+                        request_id,
+                        body: Bytes::from(body),
+                    }))
+                    .await
+                    .is_ok();
+                match install {
+                    Some(Install::Sasl(layer)) => {
+                        // The writer switches after the reply above, in queue order.
+                        let ok = tx
+                            .send(Outgoing::Cipher(Box::new(Outbound::Sasl(layer.send))))
+                            .await
+                            .is_ok();
+                        conn.install = Some(PendingCipher::Sasl(layer.recv));
+                        Some(sent && ok)
+                    }
+                    Some(Install::Engine(keys)) => {
+                        conn.install = Some(PendingCipher::Engine(keys));
+                        Some(sent)
+                    }
+                    None => Some(sent),
+                }
+            }
+            AuthStep::Fail(error) => {
+                self.metrics.auth_failed();
+                tracing::warn!(peer = conn.peer, %error, "authentication failed; closing connection");
+                let _ = tx
+                    .send(frame(Message::RpcFailure { request_id, error }))
+                    .await;
+                let _ = tx.send(Outgoing::Close).await;
+                Some(false)
+            }
+        }
+    }
+
     /// Handles messages in arrival order; runs of chunk and stream requests (a client
     /// pipelines one per block) have their files opened together on one blocking thread.
     /// False means close the connection.
@@ -216,7 +475,9 @@ impl Service {
                     run.push(self.pending_stream(conn, stream_id))
                 }
                 other => {
-                    if !run.is_empty() && !self.send_chunks(std::mem::take(&mut run), tx).await {
+                    if !run.is_empty()
+                        && !self.send_chunks(std::mem::take(&mut run), conn, tx).await
+                    {
                         return false;
                     }
                     if !self.handle(other, conn, tx).await {
@@ -225,7 +486,7 @@ impl Service {
                 }
             }
         }
-        run.is_empty() || self.send_chunks(run, tx).await
+        run.is_empty() || self.send_chunks(run, conn, tx).await
     }
 
     fn pending_chunk(
@@ -257,7 +518,42 @@ impl Service {
     }
 
     /// Opens the files of `run` off the async threads, then queues the replies in order.
-    async fn send_chunks(&self, run: Vec<PendingChunk>, tx: &mpsc::Sender<Outgoing>) -> bool {
+    async fn send_chunks(
+        &self,
+        run: Vec<PendingChunk>,
+        conn: &ConnState,
+        tx: &mpsc::Sender<Outgoing>,
+    ) -> bool {
+        // Each open block file holds a permit of its connection and one of the service until
+        // it is sent: a client that asks for many blocks and reads none cannot make the
+        // service hold more than --max-files-per-connection files for it.
+        let slice = self.config.limits.max_files_per_connection.max(1);
+        let mut run = run.into_iter().peekable();
+        while run.peek().is_some() {
+            let part: Vec<PendingChunk> = run.by_ref().take(slice).collect();
+            let mut permits = Vec::new();
+            for _ in part.iter().filter(|p| p.lookup.is_ok()) {
+                let (Ok(c), Ok(g)) = (
+                    conn.files.clone().acquire_owned().await,
+                    self.files.clone().acquire_owned().await,
+                ) else {
+                    return false;
+                };
+                permits.push(FilePermit::new(c, g));
+            }
+            if !self.send_resolved(part, permits, tx).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn send_resolved(
+        &self,
+        run: Vec<PendingChunk>,
+        mut permits: Vec<FilePermit>,
+        tx: &mpsc::Sender<Outgoing>,
+    ) -> bool {
         let resolver = self.resolver.clone();
         let resolved = tokio::task::spawn_blocking(move || {
             run.into_iter()
@@ -292,6 +588,7 @@ impl Service {
                 ) => Outgoing::File {
                     header: chunk_success_header(stream_id, chunk_index, seg.len).freeze(),
                     body: seg,
+                    permit: permits.pop(),
                 },
                 (
                     Reply::Chunk {
@@ -314,6 +611,7 @@ impl Service {
                 (Reply::Stream { stream_id }, Ok(seg)) => Outgoing::File {
                     header: stream_response_header(&stream_id, seg.len).freeze(),
                     body: seg,
+                    permit: permits.pop(),
                 },
                 (Reply::Stream { stream_id }, Err(error)) => {
                     self.metrics.error("stream");
@@ -359,7 +657,10 @@ impl Service {
         stream.next += 1;
         let (app_id, exec_id) = (stream.app_id.clone(), stream.exec_id.clone());
         if stream.next >= stream.blocks.len() {
+            let n = stream.blocks.len();
             conn.streams.remove(&stream_id);
+            conn.open_blocks -= n;
+            self.release_blocks(n);
             self.metrics.open_streams.dec();
         }
         let layout = self
@@ -380,7 +681,26 @@ impl Service {
         app_id: String,
         exec_id: String,
         blocks: Vec<BlockRef>,
-    ) -> Bytes {
+    ) -> Result<Bytes, String> {
+        let n = blocks.len();
+        let limits = &self.config.limits;
+        if conn.open_blocks + n > limits.max_open_blocks_per_connection {
+            self.metrics.refused("open_blocks_per_connection");
+            return Err(format!(
+                "java.lang.IllegalStateException: too many blocks in open streams on this connection: {} open + {n} requested > {} (--max-open-blocks-per-connection); read the open streams first",
+                conn.open_blocks, limits.max_open_blocks_per_connection
+            ));
+        }
+        let before = self.open_blocks.fetch_add(n, Ordering::Relaxed);
+        if before + n > limits.max_open_blocks {
+            self.open_blocks.fetch_sub(n, Ordering::Relaxed);
+            self.metrics.refused("open_blocks");
+            return Err(format!(
+                "java.lang.IllegalStateException: the shuffle service has too many blocks in open streams ({before} + {n} > {}, --max-open-blocks); retry later",
+                limits.max_open_blocks
+            ));
+        }
+        conn.open_blocks += n;
         let stream_id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
         let num_chunks = i32::try_from(blocks.len()).unwrap_or(i32::MAX);
         self.registry.touch(&app_id);
@@ -396,16 +716,26 @@ impl Service {
             );
             self.metrics.open_streams.inc();
         }
-        BlockTransferMessage::StreamHandle {
+        Ok(BlockTransferMessage::StreamHandle {
             stream_id,
             num_chunks,
         }
         .encode()
-        .freeze()
+        .freeze())
     }
 
     /// One RPC: the reply body, or the failure text.
     async fn rpc(&self, body: &[u8], conn: &mut ConnState) -> Result<Bytes, String> {
+        if let Some(n) = requested_ids(body) {
+            let max = self.config.limits.max_ids_per_request;
+            if n > max {
+                self.metrics.refused("ids_per_request");
+                self.metrics.error("rpc");
+                return Err(format!(
+                    "java.lang.IllegalArgumentException: request for {n} blocks exceeds the limit of {max} block ids per request (--max-ids-per-request); lower spark.reducer.maxBlocksInFlightPerAddress"
+                ));
+            }
+        }
         let msg = BlockTransferMessage::decode(body).map_err(|e| {
             self.metrics.error("decode");
             format!("java.lang.IllegalArgumentException: cannot decode the RPC: {e}")
@@ -428,13 +758,17 @@ impl Service {
                 exec_id,
                 info,
             } => {
+                self.authorize(conn, &app_id)?;
+                let authenticated = conn.authenticated_app() == Some(app_id.as_str());
                 let registry = self.registry.clone();
                 let (a, e) = (app_id.clone(), exec_id.clone());
-                let r = tokio::task::spawn_blocking(move || registry.register(&a, &e, &info))
-                    .await
-                    .map_err(|e| {
-                        format!("java.lang.RuntimeException: registration task failed: {e}")
-                    })?;
+                let r = tokio::task::spawn_blocking(move || {
+                    registry.register(&a, &e, &info, authenticated)
+                })
+                .await
+                .map_err(|e| {
+                    format!("java.lang.RuntimeException: registration task failed: {e}")
+                })?;
                 match r {
                     Ok(()) => {
                         self.metrics.registrations.inc();
@@ -442,7 +776,14 @@ impl Service {
                         Ok(Bytes::new())
                     }
                     Err(err) => {
-                        tracing::warn!(app_id, exec_id, error = %err, "refused registration");
+                        tracing::warn!(app_id, exec_id, peer = conn.peer, error = %err, "refused registration");
+                        self.metrics.refused(match err {
+                            crate::registry::RegistryError::Forbidden(_) => {
+                                "registration_forbidden"
+                            }
+                            crate::registry::RegistryError::Db { .. } => "database",
+                            _ => "registration_invalid",
+                        });
                         Err(err.to_string())
                     }
                 }
@@ -452,9 +793,10 @@ impl Service {
                 exec_id,
                 block_ids,
             } => {
+                self.authorize(conn, &app_id)?;
                 let started = Instant::now();
                 let blocks = parse_open_blocks(&block_ids)?;
-                let out = self.open_stream(conn, app_id, exec_id, blocks);
+                let out = self.open_stream(conn, app_id, exec_id, blocks)?;
                 self.metrics
                     .open_blocks_latency
                     .observe(started.elapsed().as_secs_f64());
@@ -468,6 +810,7 @@ impl Service {
                 reduce_ids,
                 batch_fetch_enabled,
             } => {
+                self.authorize(conn, &app_id)?;
                 let started = Instant::now();
                 let mut blocks = Vec::new();
                 for (map_id, reduces) in map_ids.iter().zip(&reduce_ids) {
@@ -494,7 +837,7 @@ impl Service {
                         }
                     }
                 }
-                let out = self.open_stream(conn, app_id, exec_id, blocks);
+                let out = self.open_stream(conn, app_id, exec_id, blocks)?;
                 self.metrics
                     .open_blocks_latency
                     .observe(started.elapsed().as_secs_f64());
@@ -505,6 +848,7 @@ impl Service {
                 exec_id,
                 block_ids,
             } => {
+                self.authorize(conn, &app_id)?;
                 let layout = self
                     .registry
                     .get(&app_id, &exec_id)
@@ -532,6 +876,7 @@ impl Service {
                 .freeze())
             }
             BlockTransferMessage::GetLocalDirsForExecutors { app_id, exec_ids } => {
+                self.authorize(conn, &app_id)?;
                 let mut dirs = Vec::with_capacity(exec_ids.len());
                 for e in exec_ids {
                     let layout = self.registry.get(&app_id, &e).map_err(|e| e.to_string())?;
@@ -550,6 +895,7 @@ impl Service {
                 checksum,
                 algorithm,
             } => {
+                self.authorize(conn, &app_id)?;
                 let layout = self
                     .registry
                     .get(&app_id, &exec_id)
@@ -575,10 +921,12 @@ impl Service {
             }
             BlockTransferMessage::RegisterDriver { app_id, .. } => {
                 // As Spark's Mesos service did: note the app as alive; the TTL does the rest.
+                self.authorize(conn, &app_id)?;
                 self.registry.touch(&app_id);
                 Ok(Bytes::new())
             }
             BlockTransferMessage::ShuffleServiceHeartbeat { app_id } => {
+                self.authorize(conn, &app_id)?;
                 self.registry.touch(&app_id);
                 Ok(Bytes::new())
             }
@@ -599,6 +947,12 @@ impl Service {
     /// Forgets an application and deletes its executors' directories (on a blocking thread).
     pub async fn remove_app(&self, app_id: &str, why: &str) {
         let dirs = self.registry.remove_app(app_id);
+        if self.secrets.forget(app_id) {
+            self.metrics
+                .secrets_known
+                .set(self.secrets.learned_count() as i64);
+            tracing::info!(app_id, why, "forgot the application's secret");
+        }
         if dirs.is_empty() {
             return;
         }

@@ -80,9 +80,9 @@ async fn driver_pod_deletion_or_completion_removes_the_app() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path().join("root");
     let (gone, done, kept) = (
-        root.join("blockmgr-gone"),
-        root.join("blockmgr-done"),
-        root.join("blockmgr-kept"),
+        support::bm(&root, 1),
+        support::bm(&root, 2),
+        support::bm(&root, 3),
     );
     for d in [&gone, &done, &kept] {
         std::fs::create_dir_all(d).expect("mkdir");
@@ -130,9 +130,9 @@ async fn apps_whose_driver_went_away_while_down_are_removed_at_start() {
     let root = tmp.path().join("root");
     let state = tmp.path().join("state");
     let (orphan, finished, alive) = (
-        root.join("blockmgr-orphan"),
-        root.join("blockmgr-finished"),
-        root.join("blockmgr-alive"),
+        support::bm(&root, 4),
+        support::bm(&root, 5),
+        support::bm(&root, 6),
     );
     for d in [&orphan, &finished, &alive] {
         std::fs::create_dir_all(d).expect("mkdir");

@@ -7,135 +7,19 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use shuffle_service::protocol::{BlockTransferMessage, ExecutorShuffleInfo, Message};
-use shuffle_service::resolver::placed_path;
+use shuffle_service::protocol::{BlockTransferMessage, Message};
+use support::client::{register, write_map_output, write_placed, Client};
 use support::{free_port, metric, Daemon};
-
-struct Client {
-    s: TcpStream,
-    next_id: i64,
-}
-
-impl Client {
-    fn connect(port: u16) -> Client {
-        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        Client { s, next_id: 1 }
-    }
-
-    fn send(&mut self, m: &Message) {
-        self.s.write_all(&m.encode()).expect("send");
-    }
-
-    fn read_exact(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
-        let mut b = vec![0u8; n];
-        self.s.read_exact(&mut b)?;
-        Ok(b)
-    }
-
-    fn recv(&mut self) -> std::io::Result<Message> {
-        let len = self.read_exact(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&len);
-        let n = u64::from_be_bytes(a) as usize;
-        let payload = self.read_exact(n - 8)?;
-        Message::decode(Bytes::from(payload)).map_err(|e| std::io::Error::other(e.to_string()))
-    }
-
-    fn rpc(&mut self, m: &BlockTransferMessage) -> Result<Bytes, String> {
-        let request_id = self.next_id;
-        self.next_id += 1;
-        self.send(&Message::RpcRequest {
-            request_id,
-            body: m.encode().freeze(),
-        });
-        match self.recv().expect("rpc reply") {
-            Message::RpcResponse {
-                request_id: r,
-                body,
-            } if r == request_id => Ok(body),
-            Message::RpcFailure {
-                request_id: r,
-                error,
-            } if r == request_id => Err(error),
-            other => panic!("unexpected reply {other:?}"),
-        }
-    }
-
-    fn open(&mut self, m: &BlockTransferMessage) -> (i64, i32) {
-        let body = self.rpc(m).expect("fetch rpc");
-        match BlockTransferMessage::decode(&body).expect("stream handle") {
-            BlockTransferMessage::StreamHandle {
-                stream_id,
-                num_chunks,
-            } => (stream_id, num_chunks),
-            other => panic!("not a StreamHandle: {other:?}"),
-        }
-    }
-
-    fn chunk(&mut self, stream_id: i64, chunk_index: i32) -> Result<Bytes, String> {
-        self.send(&Message::ChunkFetchRequest {
-            stream_id,
-            chunk_index,
-        });
-        match self.recv().expect("chunk reply") {
-            Message::ChunkFetchSuccess { body, .. } => Ok(body),
-            Message::ChunkFetchFailure { error, .. } => Err(error),
-            other => panic!("unexpected reply {other:?}"),
-        }
-    }
-}
-
-fn register(app: &str, exec: &str, dirs: &[PathBuf]) -> BlockTransferMessage {
-    BlockTransferMessage::RegisterExecutor {
-        app_id: app.into(),
-        exec_id: exec.into(),
-        info: ExecutorShuffleInfo {
-            local_dirs: dirs.iter().map(|d| d.display().to_string()).collect(),
-            sub_dirs_per_local_dir: 64,
-            shuffle_manager: "org.apache.spark.shuffle.sort.SortShuffleManager".into(),
-        },
-    }
-}
-
-fn write_placed(dirs: &[PathBuf], name: &str, data: &[u8]) {
-    let p = placed_path(dirs, 64, name).expect("path");
-    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-    std::fs::write(p, data).expect("write");
-}
-
-/// A map output with partitions of the given sizes; partition r is filled with byte `r`.
-fn write_map_output(dirs: &[PathBuf], shuffle: i32, map: i64, sizes: &[usize]) -> Vec<Vec<u8>> {
-    let parts: Vec<Vec<u8>> = sizes
-        .iter()
-        .enumerate()
-        .map(|(r, n)| vec![r as u8 + b'a'; *n])
-        .collect();
-    let mut offsets = vec![0i64];
-    for p in &parts {
-        offsets.push(offsets.last().copied().unwrap_or(0) + p.len() as i64);
-    }
-    let idx: Vec<u8> = offsets.iter().flat_map(|o| o.to_be_bytes()).collect();
-    write_placed(dirs, &format!("shuffle_{shuffle}_{map}_0.index"), &idx);
-    write_placed(
-        dirs,
-        &format!("shuffle_{shuffle}_{map}_0.data"),
-        &parts.concat(),
-    );
-    parts
-}
 
 fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, Vec<PathBuf>) {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path().join("root");
     let state = tmp.path().join("state");
-    let dirs = vec![root.join("blockmgr-a"), root.join("blockmgr-b")];
+    let dirs = vec![support::bm(&root, 0xa), support::bm(&root, 0xb)];
     for d in &dirs {
         std::fs::create_dir_all(d).expect("mkdir");
     }
@@ -164,7 +48,7 @@ fn fetches_registration_and_errors_over_a_real_socket() {
         .rpc(&register(
             "app-1",
             "2",
-            &[root.join("blockmgr-a/../../outside")],
+            &[support::bm(&root, 0xa).join("../../outside")],
         ))
         .expect_err("dot-dot");
     assert!(err.contains("not under"), "{err}");

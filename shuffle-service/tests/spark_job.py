@@ -5,6 +5,10 @@ DISK_ONLY cached blocks from the external shuffle service under test.
 Usage: python spark_job.py <shuffle port> <local dir root> <marker dir>
 Between the two jobs it writes <marker dir>/stage1-done and waits for <marker dir>/go, so the
 test can kill -9 and restart the service in between.
+
+SPARK_E2E_CONF adds Spark settings ("key=value;key=value"), e.g. spark.authenticate.
+SPARK_E2E_EXPECT=refused runs one small job only: the test expects the service to refuse the
+executors and stops the driver itself.
 """
 
 import os
@@ -16,8 +20,13 @@ from pyspark.sql import SparkSession
 
 port, local_root, markers = sys.argv[1], sys.argv[2], sys.argv[3]
 
+builder = SparkSession.builder
+for kv in filter(None, os.environ.get("SPARK_E2E_CONF", "").split(";")):
+    k, v = kv.split("=", 1)
+    builder = builder.config(k, v)
+
 spark = (
-    SparkSession.builder.master("local-cluster[2,1,1024]")
+    builder.master("local-cluster[2,1,1024]")
     .appName("shuffle-service-e2e")
     .config("spark.shuffle.service.enabled", "true")
     .config("spark.shuffle.service.port", port)
@@ -38,6 +47,12 @@ spark = (
 )
 sc = spark.sparkContext
 sc.setLogLevel("WARN")
+
+if os.environ.get("SPARK_E2E_EXPECT") == "refused":
+    print("running a job the service should refuse", flush=True)
+    sc.parallelize(range(10), 2).count()
+    print("UNEXPECTED: the job ran", flush=True)
+    sys.exit(3)
 
 N = 20000
 KEYS = 37

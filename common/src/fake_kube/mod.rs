@@ -17,7 +17,8 @@
 //!   [`API_AUDIENCE`]).
 //! - `subjectaccessreviews` (authorization.k8s.io/v1, create): a review allows exactly what
 //!   [`FakeApiServer::allow`] granted; [`FakeApiServer::add_identity`] adds a token that
-//!   authenticates as a plain user.
+//!   authenticates as a plain user;
+//! - secrets: get one ([`FakeApiServer::apply_secret`] puts them there).
 //!
 //! Watches behave like the real server's: without a resourceVersion (or with "0") they start
 //! with synthetic `ADDED` events for what exists; with a resourceVersion they replay the changes
@@ -108,6 +109,7 @@ type Query_ = HashMap<String, String>;
 enum Kind {
     Namespace,
     Pod,
+    Secret,
 }
 
 impl Kind {
@@ -115,6 +117,7 @@ impl Kind {
         match self {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -122,6 +125,7 @@ impl Kind {
         match self {
             Kind::Namespace => "namespaces",
             Kind::Pod => "pods",
+            Kind::Secret => "secrets",
         }
     }
 }
@@ -480,6 +484,28 @@ impl FakeApiServer {
         token
     }
 
+    /// Creates or replaces a Secret (namespace `default` if unset), for `get` only.
+    pub fn apply_secret(&self, secret: k8s_openapi::api::core::v1::Secret) {
+        let mut obj = serde_json::to_value(&secret).expect("a Secret always serialises");
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .expect("apply_secret needs metadata.name")
+            .to_string();
+        obj["kind"] = json!("Secret");
+        obj["apiVersion"] = json!("v1");
+        obj["metadata"]["namespace"] = json!(ns);
+        let mut store = self.shared.lock();
+        store.ensure_namespace(&self.shared.changes, &ns);
+        store.commit(&self.shared.changes, (Kind::Secret, ns, name), Some(obj));
+    }
+
     /// Deletes a pod at once (a `DELETED` event); ends log follows on it. False if absent.
     pub fn delete_pod(&self, namespace: &str, name: &str) -> bool {
         let key = (Kind::Pod, namespace.to_string(), name.to_string());
@@ -743,6 +769,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/apis/authorization.k8s.io/v1/subjectaccessreviews",
             axum::routing::post(access_review),
         )
+        .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_secret))
         .fallback(unknown)
         .layer(middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -971,6 +998,17 @@ async fn get_pod(
     match shared.lock().objects.get(&key) {
         Some(obj) => json_response(StatusCode::OK, obj),
         None => not_found(Kind::Pod, &name),
+    }
+}
+
+async fn get_secret(
+    State(shared): State<Arc<Shared>>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+) -> Response {
+    let key = (Kind::Secret, ns, name.clone());
+    match shared.lock().objects.get(&key) {
+        Some(obj) => json_response(StatusCode::OK, obj),
+        None => not_found(Kind::Secret, &name),
     }
 }
 

@@ -117,6 +117,38 @@ impl Cause {
     }
 }
 
+/// How many block ids a fetch RPC (OpenBlocks, FetchShuffleBlocks) carries, read from the
+/// wire without decoding it, so an oversized request is refused before anything is allocated
+/// for its ids. `None` for other messages and for bytes that do not parse that far.
+pub fn requested_ids(body: &[u8]) -> Option<u64> {
+    let mut r = Reader::new(body);
+    match r.u8("type").ok()? {
+        0 => {
+            r.bytes("appId").ok()?;
+            r.bytes("execId").ok()?;
+            let n = r.i32("blockIds").ok()?;
+            Some(u64::try_from(n).unwrap_or(0))
+        }
+        9 => {
+            r.bytes("appId").ok()?;
+            r.bytes("execId").ok()?;
+            r.i32("shuffleId").ok()?;
+            let maps = usize::try_from(r.i32("mapIds").ok()?).ok()?;
+            r.take(maps.checked_mul(8)?, "mapIds").ok()?;
+            let outer = usize::try_from(r.i32("reduceIds").ok()?).ok()?;
+            // ids = reduce ids; maps with empty id lists still cost an allocation each
+            let mut ids = 0u64;
+            for _ in 0..outer {
+                let n = usize::try_from(r.i32("reduceIds").ok()?).ok()?;
+                r.take(n.checked_mul(4)?, "reduceIds").ok()?;
+                ids += n as u64;
+            }
+            Some(ids.max(maps as u64).max(outer as u64))
+        }
+        _ => None,
+    }
+}
+
 pub fn type_name(type_id: u8) -> &'static str {
     match type_id {
         0 => "OpenBlocks",

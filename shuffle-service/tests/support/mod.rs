@@ -2,11 +2,18 @@
 //! stop it gracefully or with SIGKILL.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A block manager dir name as Spark makes them (`blockmgr-<uuid>`), numbered for tests.
+pub fn bm(root: &Path, n: u32) -> PathBuf {
+    root.join(format!("blockmgr-00000000-0000-0000-0000-{n:012x}"))
+}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("0.0.0.0:0")
@@ -44,6 +51,16 @@ impl Daemon {
             } else {
                 Some("--no-kube")
             })
+            // tests that do not name an auth mode speak to the service without authentication
+            .args(
+                if extra.contains(&"--auth") {
+                    None
+                } else {
+                    Some(["--auth", "off"])
+                }
+                .into_iter()
+                .flatten(),
+            )
             .arg("--allowed-root")
             .arg(allowed_root)
             .arg("--state-dir")
@@ -135,6 +152,15 @@ pub fn metric(admin_port: u16, name: &str) -> f64 {
             (n == name || n.starts_with(&format!("{name}{{"))).then(|| v.parse::<f64>().ok())?
         })
         .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+}
+
+/// The value of the sample of `name` whose labels contain `label` (e.g. `reason="x"`), 0 if none.
+pub fn metric_labelled(admin_port: u16, name: &str, label: &str) -> f64 {
+    let text = http_get(admin_port, "/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 pub fn http_get(port: u16, path: &str) -> String {
