@@ -190,7 +190,9 @@ up() {
   # leftovers of an earlier run that was not brought down
   teardown quiet
 
-  ip link add "$BRIDGE" type bridge
+  # a fixed MAC: a bridge otherwise takes the lowest of its ports' MACs, which changes as pods
+  # come and go, and the pods' ARP entries for the API server's address go stale
+  ip link add name "$BRIDGE" address 02:5c:5c:00:00:01 type bridge
   ip addr add "$HOST_IP/15" dev "$BRIDGE"
   ip link set "$BRIDGE" up
 
