@@ -6,10 +6,16 @@
 #   scripts/kube-local.sh down     stops everything; leaves no process, mount, network namespace,
 #                                  veth or bridge behind, and deletes the cluster's data
 #   scripts/kube-local.sh status   what runs
+#   scripts/kube-local.sh example  up (if needed), deploy/ installed as docs/spark-on-k8s.md says,
+#                                  a shuffle job with dynamic allocation submitted by stock
+#                                  spark-submit (cluster mode, Spark 3.5.7), its pods deleted; prints
+#                                  the history UI's address, where the finished application is
 # Needs root (network namespaces, bind mounts). Traffic stays on this machine: the API server
 # listens on 198.18.0.1:443 on a bridge with no uplink (RFC 2544 test range), etcd on loopback.
 #
 #   SIDECARS_KUBE_NODES   number of nodes (default 2)
+#   SIDECARS_KUBE_NODE_CPU, SIDECARS_KUBE_NODE_MEMORY   what each node reports (default 2 CPUs,
+#                         8Gi: the nodes share this machine's cores, so a few executors fill one)
 #   SIDECARS_KUBE_DIR     state: certificates (kept), and run/ (deleted by down);
 #                         default ~/.cache/spark-sidecars/kube-local
 #   SIDECARS_BIN_DIR      the spark-sidecars binaries and sidecars-kubelet (default: built here,
@@ -22,6 +28,8 @@ STATE="${SIDECARS_KUBE_DIR:-$SIDECARS_CACHE/kube-local}"
 PKI="$STATE/pki"
 RUN="$STATE/run"
 NODES="${SIDECARS_KUBE_NODES:-2}"
+NODE_CPU="${SIDECARS_KUBE_NODE_CPU:-2}"
+NODE_MEMORY="${SIDECARS_KUBE_NODE_MEMORY:-8Gi}"
 BRIDGE=sidecars0
 HOST_IP=198.18.0.1
 API_PORT=443
@@ -234,7 +242,7 @@ up() {
       --root-dir "$RUN/nodes/node-$i" --bridge "$BRIDGE" \
       --tls-cert "$PKI/node-$i-serving.crt" --tls-key "$PKI/node-$i-serving.key" \
       --client-ca "$PKI/kubelet-client-ca.crt" --api-server-ip "$HOST_IP" --api-server-port "$API_PORT" \
-      "${spark_homes[@]}" --sidecars-bin-dir "$BIN"
+      --cpu "$NODE_CPU" --memory "$NODE_MEMORY" "${spark_homes[@]}" --sidecars-bin-dir "$BIN"
   done
   wait_for 120 "$NODES Ready nodes" nodes_ready
   # the token controller has made the default service account (pods need it)
@@ -281,7 +289,54 @@ status() {
     if alive "$name"; then echo "$name: running (pid $(cat "$f"))"; any=1; else echo "$name: dead"; fi
   done
   if [ "$any" = 0 ]; then echo "not running"; return 0; fi
-  if api_ready 2>/dev/null; then kctl get nodes -o wide; fi
+  # only with the bridge up: 198.18.0.1 must never be sought beyond this machine
+  if ip link show "$BRIDGE" >/dev/null 2>&1 && api_ready 2>/dev/null; then kctl get nodes -o wide; fi
+  echo "export KUBECONFIG=$STATE/admin.kubeconfig"
+}
+
+example() {
+  if ! alive kube-apiserver; then up >/dev/null; else tools; fi
+  log "installing deploy/ (kubectl apply -k deploy/)"
+  kctl apply -k deploy/ >/dev/null
+  kctl -n spark-sidecars rollout status deploy/staging-server deploy/history-collector ds/shuffle-service --timeout=300s >&2
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: spark-apps}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: spark, namespace: spark-apps}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: spark-edit, namespace: spark-apps}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects: [{kind: ServiceAccount, name: spark, namespace: spark-apps}]
+EOF
+  # pods see this machine's files: the job goes in a directory they may read
+  mkdir -p "$RUN/apps" && chmod 755 "$RUN/apps"
+  install -m 644 tests/spark-apps/shuffle_da.py "$RUN/apps/shuffle_da.py"
+  local name; name="example-$(date +%s)"
+  log "submitting $name (Spark 3.5.7, cluster mode, deploy/spark/spark-defaults.conf)"
+  KUBECONFIG="$STATE/admin.kubeconfig" "$SPARK35_HOME/bin/spark-submit" \
+    --master "k8s://https://$HOST_IP:$API_PORT" --deploy-mode cluster --name "$name" \
+    --properties-file deploy/spark/spark-defaults.conf \
+    --conf spark.kubernetes.namespace=spark-apps \
+    --conf spark.kubernetes.authenticate.driver.serviceAccountName=spark \
+    --conf spark.kubernetes.container.image=apache/spark:3.5.7 \
+    --conf spark.driver.memory=512m --conf spark.executor.memory=512m \
+    --conf spark.kubernetes.driver.request.cores=0.5 --conf spark.kubernetes.executor.request.cores=0.5 \
+    --conf spark.dynamicAllocation.initialExecutors=4 --conf spark.dynamicAllocation.maxExecutors=4 \
+    --conf spark.dynamicAllocation.executorIdleTimeout=3s \
+    "local://$RUN/apps/shuffle_da.py" >"$RUN/logs/$name.submit.log" 2>&1 \
+    || die "spark-submit failed (see $RUN/logs/$name.submit.log)"
+  local app ui
+  app="$(kctl -n spark-apps get pods -l "spark-app-name=$name,spark-role=driver" -o jsonpath='{.items[0].metadata.labels.spark-app-selector}')"
+  kctl -n spark-apps delete pods,services,configmaps -l "spark-app-name=$name" --wait=true >/dev/null
+  ui="$(kctl -n spark-sidecars get pods -l app.kubernetes.io/name=history-collector -o jsonpath='{.items[0].status.podIP}')"
+  log "$name ($app) finished; all its pods are deleted"
+  echo "history UI: http://$ui:18080/  (application $app: http://$ui:18080/history/$app/)"
   echo "export KUBECONFIG=$STATE/admin.kubeconfig"
 }
 
@@ -289,5 +344,6 @@ case "${1:-}" in
   up) up ;;
   down) teardown ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  example) example ;;
+  *) echo "usage: $0 up|down|status|example" >&2; exit 2 ;;
 esac

@@ -18,7 +18,10 @@ fn run_to_success(c: &Cluster, spark: Spark, name: &str, args: &[&str]) -> Strin
     all.extend_from_slice(args);
     let out = c.spark_submit(spark, &all);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "spark-submit {name} failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "spark-submit {name} failed:\n{stderr}"
+    );
     let driver = c.driver_pod(name);
     assert!(!driver.is_empty(), "no driver pod for {name}:\n{stderr}");
     let phase = c.get(APPS, &format!("pod/{driver}"), "{.status.phase}");
@@ -36,7 +39,10 @@ fn pi_of(log: &str) -> f64 {
         .lines()
         .find(|l| l.starts_with("Pi is roughly "))
         .unwrap_or_else(|| panic!("no \"Pi is roughly\" in the driver's log:\n{log}"));
-    line["Pi is roughly ".len()..].trim().parse().expect("a number")
+    line["Pi is roughly ".len()..]
+        .trim()
+        .parse()
+        .expect("a number")
 }
 
 fn delete_app(c: &Cluster, name: &str) {
@@ -66,7 +72,14 @@ fn spark_pi(spark: Spark) {
         c,
         spark,
         &name,
-        &["--conf", "spark.executor.instances=2", "--class", "LocalPi", &jar_url, "4"],
+        &[
+            "--conf",
+            "spark.executor.instances=2",
+            "--class",
+            "LocalPi",
+            &jar_url,
+            "4",
+        ],
     );
     let log = c.logs(APPS, &driver, "spark-kubernetes-driver");
     let pi = pi_of(&log);
@@ -77,10 +90,14 @@ fn spark_pi(spark: Spark) {
     );
     // Spark deleted its executors; the kubelets stopped them
     c.wait("the executors to be gone", Duration::from_secs(60), || {
-        c.get(APPS, &format!("pods -l spark-app-name={name},spark-role=executor"), "{.items}")
-            .trim()
-            .eq("[]")
-            .then_some(())
+        c.get(
+            APPS,
+            &format!("pods -l spark-app-name={name},spark-role=executor"),
+            "{.items}",
+        )
+        .trim()
+        .eq("[]")
+        .then_some(())
     });
     delete_app(c, &name);
 
@@ -109,4 +126,531 @@ fn spark_pi_cluster_mode_spark35() {
 #[test]
 fn spark_pi_cluster_mode_spark4() {
     spark_pi(SPARK4);
+}
+
+/// The settings of the shuffle tests on top of deploy/spark/spark-defaults.conf: executors go
+/// away 3 s after they idle, none stays, and a single fetch failure fails the job (so nothing
+/// passes by recomputing lost map output).
+const SHUFFLE_CONF: &[&str] = &[
+    "--properties-file",
+    "deploy/spark/spark-defaults.conf",
+    "--conf",
+    "spark.dynamicAllocation.minExecutors=0",
+    "--conf",
+    "spark.dynamicAllocation.initialExecutors=4",
+    "--conf",
+    "spark.dynamicAllocation.maxExecutors=4",
+    "--conf",
+    "spark.dynamicAllocation.executorIdleTimeout=3s",
+    "--conf",
+    "spark.dynamicAllocation.schedulerBacklogTimeout=1s",
+    "--conf",
+    "spark.stage.maxConsecutiveAttempts=1",
+    "--conf",
+    "spark.task.maxFailures=1",
+];
+
+const NODES: [(&str, &str); 2] = [("node-1", "198.18.0.11"), ("node-2", "198.18.0.12")];
+
+/// GET over plain HTTP/1.0: (status, body).
+fn http_get(host: &str, port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((host, port))
+        .unwrap_or_else(|e| panic!("connecting to {host}:{port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// A counter or gauge of a node's shuffle service (its admin port on the node's address).
+fn shuffle_metric(node_ip: &str, name: &str) -> f64 {
+    let (_, body) = http_get(node_ip, 7338, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .map(|v| v.trim().parse().expect("a number"))
+        .unwrap_or_else(|| panic!("no {name} in {node_ip}'s metrics:\n{body}"))
+}
+
+/// Block-manager directories under a node's /var/spark/local that hold files (shuffle or
+/// cached blocks). Executors that dynamic allocation stops before they registered with the
+/// shuffle service leave empty ones behind, which no service can attribute to an application.
+fn local_dirs(c: &Cluster, node: &str) -> Vec<String> {
+    fn has_files(p: &std::path::Path) -> bool {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let t = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                !t || has_files(&e.path())
+            })
+    }
+    let dir = c.node_host_dir(node).join("var/spark/local");
+    std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name().to_string_lossy().starts_with("blockmgr-") && has_files(&e.path())
+                })
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_cleaned_up(c: &Cluster, why: &str) {
+    for (node, ip) in NODES {
+        c.wait(
+            &format!("{node}'s shuffle service to drop the app ({why})"),
+            Duration::from_secs(90),
+            || {
+                (local_dirs(c, node).is_empty()
+                    && shuffle_metric(ip, "shuffle_registered_executors") == 0.0)
+                    .then_some(())
+            },
+        );
+    }
+}
+
+fn shuffle_app(spark: Spark) -> String {
+    let dir = std::env::temp_dir().join("sidecars-kube-e2e-py");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("spark-apps/shuffle_da.py");
+    let dst = dir.join(format!("shuffle_da_{}.py", spark.tag()));
+    std::fs::copy(src, &dst).unwrap();
+    cluster::make_readable(&dir);
+    format!("local://{}", dst.display())
+}
+
+/// Dynamic allocation down to zero executors between stages on two nodes: the reduce stage and
+/// the DISK_ONLY blocks are served by the shuffle services after the executors that wrote them
+/// are gone; executors registered on both nodes; once the driver has finished, every node's
+/// service has removed the application's registrations and files; and the application's
+/// history outlives its pods.
+fn shuffle_with_dynamic_allocation(spark: Spark) {
+    let _turn = serial();
+    let c = cluster();
+    let name = format!("shuffle-da-{}", spark.tag());
+    let app = shuffle_app(spark);
+    let sent_before: f64 = NODES
+        .iter()
+        .map(|(_, ip)| shuffle_metric(ip, "shuffle_blocks_sent_total"))
+        .sum();
+    let regs_before: Vec<f64> = NODES
+        .iter()
+        .map(|(_, ip)| shuffle_metric(ip, "shuffle_registrations_total"))
+        .collect();
+    let mut args: Vec<&str> = SHUFFLE_CONF.to_vec();
+    args.push(&app);
+    let driver = run_to_success(c, spark, &name, &args);
+    let log = c.logs(APPS, &driver, "spark-kubernetes-driver");
+    assert!(log.contains("RESULT OK"), "{log}");
+    let hosts = log
+        .lines()
+        .find_map(|l| l.strip_prefix("HOSTS "))
+        .unwrap_or_default();
+    assert_eq!(
+        hosts.split_whitespace().count(),
+        2,
+        "executors should have run on both nodes: {hosts:?}"
+    );
+    for (i, (node, ip)) in NODES.iter().enumerate() {
+        let regs = shuffle_metric(ip, "shuffle_registrations_total");
+        assert!(
+            regs > regs_before[i],
+            "no executor registered with {node}'s shuffle service"
+        );
+    }
+    let sent: f64 = NODES
+        .iter()
+        .map(|(_, ip)| shuffle_metric(ip, "shuffle_blocks_sent_total"))
+        .sum();
+    assert!(
+        sent > sent_before,
+        "no block was fetched through a shuffle service"
+    );
+    assert_cleaned_up(c, "driver finished");
+    assert_history_outlives_pods(c, &name, &driver, "RESULT OK");
+}
+
+/// The driver pod deleted while the application holds shuffle files on the nodes: every
+/// node's shuffle service removes its registrations and files.
+fn shuffle_cleanup_on_driver_deletion(spark: Spark) {
+    let _turn = serial();
+    let c = cluster();
+    let name = format!("shuffle-del-{}", spark.tag());
+    let app = shuffle_app(spark);
+    let mut args: Vec<&str> = vec![
+        "--name",
+        &name,
+        "--conf",
+        "spark.kubernetes.submission.waitAppCompletion=false",
+    ];
+    args.extend_from_slice(SHUFFLE_CONF);
+    args.push(&app);
+    args.push("600");
+    let out = c.spark_submit(spark, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let driver = c.wait("the driver pod", Duration::from_secs(60), || {
+        Some(c.driver_pod(&name)).filter(|d| !d.is_empty())
+    });
+    c.wait(
+        "the job to hold its shuffle files",
+        Duration::from_secs(420),
+        || {
+            let log = c.kubectl(&["-n", APPS, "logs", &driver, "-c", "spark-kubernetes-driver"]);
+            String::from_utf8_lossy(&log.stdout)
+                .contains("RESULT OK")
+                .then_some(())
+        },
+    );
+    let held: usize = NODES.iter().map(|(n, _)| local_dirs(c, n).len()).sum();
+    assert!(
+        held > 0,
+        "no shuffle files on any node while the application runs"
+    );
+    c.kubectl_ok(&["-n", APPS, "delete", "pod", &driver, "--wait=false"]);
+    assert_cleaned_up(c, "driver deleted");
+    delete_app(c, &name);
+}
+
+#[test]
+fn shuffle_with_dynamic_allocation_spark35() {
+    shuffle_with_dynamic_allocation(SPARK35);
+}
+
+#[test]
+fn shuffle_with_dynamic_allocation_spark4() {
+    shuffle_with_dynamic_allocation(SPARK4);
+}
+
+#[test]
+fn shuffle_cleanup_on_driver_deletion_spark35() {
+    shuffle_cleanup_on_driver_deletion(SPARK35);
+}
+
+#[test]
+fn shuffle_cleanup_on_driver_deletion_spark4() {
+    shuffle_cleanup_on_driver_deletion(SPARK4);
+}
+
+/// History after the pods are gone (the application ran with deploy/spark's driver template):
+/// the driver's agent sidecar shipped the event log and the collector followed the pods' logs;
+/// once every pod of the application is deleted, the UI lists the application, `/api/v1`
+/// answers for it, its executor log links (recorded in the event log by Spark) answer with the
+/// logs, and so does the driver's log (holding `driver_marker`).
+fn assert_history_outlives_pods(c: &Cluster, name: &str, driver: &str, driver_marker: &str) {
+    let app = c.get(
+        APPS,
+        &format!("pod/{driver}"),
+        "{.metadata.labels.spark-app-selector}",
+    );
+    assert!(app.starts_with("spark-"), "app id {app:?}");
+    delete_app(c, name);
+    c.wait(
+        "every pod of the application to be gone",
+        Duration::from_secs(120),
+        || {
+            c.get(APPS, &format!("pods -l spark-app-name={name}"), "{.items}")
+                .trim()
+                .eq("[]")
+                .then_some(())
+        },
+    );
+
+    let hc = c.get(
+        "spark-sidecars",
+        "pods -l app.kubernetes.io/name=history-collector",
+        "{.items[0].status.podIP}",
+    );
+    let (status, index) = http_get(&hc, 18080, "/");
+    assert_eq!(status, 200, "{index}");
+    assert!(index.contains(&app), "the UI does not list {app}:\n{index}");
+    let (status, apps) = http_get(&hc, 18080, "/api/v1/applications");
+    assert_eq!(status, 200);
+    assert!(apps.contains(&app), "{apps}");
+    let (status, execs) = http_get(
+        &hc,
+        18080,
+        &format!("/api/v1/applications/{app}/allexecutors"),
+    );
+    assert_eq!(status, 200, "{execs}");
+    let execs: serde_json::Value = serde_json::from_str(&execs).expect("executors JSON");
+    let links: Vec<(String, Option<String>)> = execs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap_or_default().to_string(),
+                e["executorLogs"]["stdout"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let mut with_links: Vec<(String, String)> = links
+        .iter()
+        .filter_map(|(id, u)| u.clone().map(|u| (id.clone(), u)))
+        .collect();
+    assert!(
+        with_links.iter().any(|(id, _)| id != "driver"),
+        "the executors should have log links: {links:?}"
+    );
+    // Spark on Kubernetes records no driver log link; the collector has the log at this path
+    with_links.push((
+        "driver".into(),
+        format!("http://history-collector.spark-sidecars.svc:18080/logs/{app}/driver/stdout"),
+    ));
+    for (id, url) in &with_links {
+        // the links name the collector's Service; from here we go to its pod
+        let path = url
+            .strip_prefix("http://history-collector.spark-sidecars.svc:18080")
+            .unwrap_or_else(|| panic!("unexpected log link {url}"));
+        let (status, body) = http_get(&hc, 18080, path);
+        assert_eq!(status, 200, "{url}: {body}");
+        let marker = if id == "driver" {
+            driver_marker
+        } else {
+            "CoarseGrainedExecutorBackend"
+        };
+        assert!(
+            body.contains(marker),
+            "{url} should show the {id} log ({marker}):\n{body}"
+        );
+    }
+}
+
+/// The staged application's files, copied into a directory only root can read: the driver and
+/// executors (uid 185) can only get them through the staging server.
+fn staged_files(spark: Spark) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("spark-apps/staged");
+    for f in ["main.py", "helper.py", "data.txt"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let classes = dir.path().join("classes");
+    std::fs::create_dir(&classes).unwrap();
+    let cp = format!("{}/jars/*", spark.home().display());
+    let st = std::process::Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .args(["-cp", &cp])
+        .arg(src.join("StagedUpper.java"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "javac StagedUpper.java");
+    let st = std::process::Command::new("jar")
+        .arg("cf")
+        .arg(dir.path().join("staged.jar"))
+        .arg("-C")
+        .arg(&classes)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "jar");
+    dir
+}
+
+/// `spark-stage submit` in both modes, with a local main file, --py-files, --files and --jars
+/// that driver and executors use: the submission goes to the staging server (from this
+/// machine, at its pod address), the pods fetch from its Service.
+fn staging(spark: Spark) {
+    let _turn = serial();
+    let c = cluster();
+    let files = staged_files(spark);
+    let f = |n: &str| files.path().join(n).display().to_string();
+    let pod_ip = c.get(
+        "spark-sidecars",
+        "pods -l app.kubernetes.io/name=staging-server",
+        "{.items[0].status.podIP}",
+    );
+    let bin = std::path::PathBuf::from(std::env::var("SIDECARS_BIN_DIR").unwrap());
+    for mode in ["urls", "init-container"] {
+        let name = format!(
+            "staged-{}-{}",
+            mode.split('-').next().unwrap_or(mode),
+            spark.tag()
+        );
+        let out = std::process::Command::new(bin.join("spark-stage"))
+            .args(["submit", "--server", &format!("http://{pod_ip}:10000")])
+            .args([
+                "--internal-server",
+                "http://staging-server.spark-sidecars.svc:10000",
+            ])
+            .args(["--mode", mode, "--kubectl-apply"])
+            .arg("--spark-submit")
+            .arg(spark.home().join("bin/spark-submit"))
+            .arg("--")
+            .args([
+                "--master",
+                cluster::API,
+                "--deploy-mode",
+                "cluster",
+                "--name",
+                &name,
+            ])
+            .args(["--conf", &format!("spark.kubernetes.namespace={APPS}")])
+            .args([
+                "--conf",
+                "spark.kubernetes.authenticate.driver.serviceAccountName=spark",
+            ])
+            .args([
+                "--conf",
+                &format!("spark.kubernetes.container.image={}", spark.image()),
+            ])
+            .args([
+                "--conf",
+                "spark.executor.instances=2",
+                "--conf",
+                "spark.driver.memory=512m",
+            ])
+            .args(["--conf", "spark.executor.memory=512m"])
+            .args(["--conf", "spark.kubernetes.driver.request.cores=0.5"])
+            .args(["--conf", "spark.kubernetes.executor.request.cores=0.5"])
+            .args([
+                "--py-files",
+                &f("helper.py"),
+                "--files",
+                &f("data.txt"),
+                "--jars",
+                &f("staged.jar"),
+            ])
+            .arg(f("main.py"))
+            .env("KUBECONFIG", &c.kubeconfig)
+            .current_dir(&c.repo)
+            .output()
+            .expect("running spark-stage");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "spark-stage submit --mode {mode} failed:\n{stderr}"
+        );
+        let driver = c.driver_pod(&name);
+        let phase = c.get(APPS, &format!("pod/{driver}"), "{.status.phase}");
+        let log = c.logs(APPS, &driver, "spark-kubernetes-driver");
+        assert_eq!(
+            phase, "Succeeded",
+            "{mode}: driver {driver} ended {phase}:\n{log}"
+        );
+        let json = log
+            .lines()
+            .find_map(|l| l.strip_prefix("STAGED "))
+            .unwrap_or_else(|| panic!("{mode}: no STAGED line:\n{log}"));
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["driver_data"], "staged data 42", "{mode}: {json}");
+        assert_eq!(v["driver_helper"], 42, "{mode}: {json}");
+        assert_eq!(v["driver_jar"], "staged-JAR", "{mode}: {json}");
+        assert_eq!(
+            v["executors"],
+            serde_json::json!([
+                [0, "staged data 42"],
+                [2, "staged data 42"],
+                [4, "staged data 42"],
+                [6, "staged data 42"]
+            ]),
+            "{mode}: {json}"
+        );
+        assert_eq!(
+            v["executors_jar"],
+            serde_json::json!(["staged-0", "staged-1", "staged-2"]),
+            "{mode}: {json}"
+        );
+        delete_app(c, &name);
+    }
+}
+
+#[test]
+fn staging_spark35() {
+    staging(SPARK35);
+}
+
+#[test]
+fn staging_spark4() {
+    staging(SPARK4);
+}
+
+/// An executor without the host-network template fails as docs/spark-on-k8s.md says: it
+/// registers with a shuffle service at its own pod address, where nothing listens, and exits
+/// with "Unable to register with external shuffle server".
+fn executor_off_the_host_network_fails(spark: Spark) {
+    let _turn = serial();
+    let c = cluster();
+    let name = format!("no-hostnet-{}", spark.tag());
+    let dir = std::env::temp_dir().join("sidecars-kube-e2e-templates");
+    std::fs::create_dir_all(&dir).unwrap();
+    let template =
+        std::fs::read_to_string(c.repo.join("deploy/spark/executor-pod-template.yaml")).unwrap();
+    let pod_network: String = template
+        .lines()
+        .filter(|l| !l.starts_with("  hostNetwork:") && !l.starts_with("  dnsPolicy:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(pod_network, template, "the template should set hostNetwork");
+    let path = dir.join("executor-pod-network.yaml");
+    std::fs::write(&path, pod_network).unwrap();
+    let app = shuffle_app(spark);
+    let tpl = format!(
+        "spark.kubernetes.executor.podTemplateFile={}",
+        path.display()
+    );
+    let mut args: Vec<&str> = vec![
+        "--name",
+        &name,
+        "--conf",
+        "spark.kubernetes.submission.waitAppCompletion=false",
+        "--conf",
+        "spark.kubernetes.executor.deleteOnTermination=false",
+    ];
+    args.extend_from_slice(SHUFFLE_CONF);
+    args.extend_from_slice(&[
+        "--conf",
+        &tpl,
+        "--conf",
+        "spark.dynamicAllocation.maxExecutors=1",
+        &app,
+    ]);
+    let out = c.spark_submit(spark, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failed = c.wait("an executor to fail", Duration::from_secs(300), || {
+        let names = c.get(
+            APPS,
+            &format!("pods -l spark-app-name={name},spark-role=executor"),
+            "{range .items[?(@.status.phase==\"Failed\")]}{.metadata.name}{\"\\n\"}{end}",
+        );
+        names.lines().next().map(str::to_string)
+    });
+    let log = c.logs(APPS, &failed, "spark-kubernetes-executor");
+    assert!(
+        log.contains("Unable to register with external shuffle server"),
+        "executor {failed} failed otherwise:\n{log}"
+    );
+    delete_app(c, &name);
+}
+
+#[test]
+fn executor_off_the_host_network_fails_spark35() {
+    executor_off_the_host_network_fails(SPARK35);
+}
+
+#[test]
+fn executor_off_the_host_network_fails_spark4() {
+    executor_off_the_host_network_fails(SPARK4);
 }

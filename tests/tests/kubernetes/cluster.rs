@@ -36,7 +36,10 @@ pub const SPARK4: Spark = Spark {
 impl Spark {
     pub fn home(&self) -> PathBuf {
         PathBuf::from(std::env::var(self.home_var).unwrap_or_else(|_| {
-            panic!("{} is not set: run the suite through scripts/test.sh", self.home_var)
+            panic!(
+                "{} is not set: run the suite through scripts/test.sh",
+                self.home_var
+            )
         }))
     }
 
@@ -85,6 +88,8 @@ pub fn cluster() -> &'static Cluster {
         let _ = STATE_FOR_EXIT.set((repo.clone(), state.clone()));
         // SAFETY: registering a plain function to run at exit.
         unsafe { libc_atexit(bring_down) };
+        // a run that was killed (no exit handlers) left its cluster up
+        bring_down();
         let t0 = Instant::now();
         let out = Command::new("bash")
             .arg(repo.join("scripts/kube-local.sh"))
@@ -120,14 +125,7 @@ impl Cluster {
     /// deploy/ as docs/spark-on-k8s.md installs it, and the applications' namespace.
     fn install(&self) {
         let t0 = Instant::now();
-        let rendered = self.kubectl_ok(&["kustomize", "deploy/"]);
-        // Kubernetes 1.20 has PodDisruptionBudget only as policy/v1beta1 (docs/local-kubernetes.md)
-        let rendered = rendered
-            .lines()
-            .map(|l| if l == "apiVersion: policy/v1" { "apiVersion: policy/v1beta1" } else { l })
-            .collect::<Vec<_>>()
-            .join("\n");
-        self.apply(&rendered);
+        self.kubectl_ok(&["apply", "-k", "deploy/"]);
         self.kubectl_ok(&[
             "-n",
             "spark-sidecars",
@@ -145,7 +143,10 @@ impl Cluster {
              roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}\n\
              subjects: [{{kind: ServiceAccount, name: spark, namespace: {APPS}}}]\n"
         ));
-        eprintln!("[kubernetes] deploy/ installed in {:.1}s", t0.elapsed().as_secs_f64());
+        eprintln!(
+            "[kubernetes] deploy/ installed in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
@@ -179,9 +180,18 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("running kubectl apply");
-        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A jsonpath query on objects (`what` is kubectl's `get` arguments, split at spaces);
@@ -202,7 +212,10 @@ impl Cluster {
             if let Some(v) = f() {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
     }
