@@ -9,30 +9,9 @@ mod cluster;
 
 use std::time::Duration;
 
-use cluster::{cluster, local_pi_jar, serial, Cluster, Spark, APPS, SPARK35, SPARK4};
-
-/// Runs one application to completion and returns its driver pod's name; the driver pod must
-/// have Succeeded.
-fn run_to_success(c: &Cluster, spark: Spark, name: &str, args: &[&str]) -> String {
-    let mut all = vec!["--name", name];
-    all.extend_from_slice(args);
-    let out = c.spark_submit(spark, &all);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "spark-submit {name} failed:\n{stderr}"
-    );
-    let driver = c.driver_pod(name);
-    assert!(!driver.is_empty(), "no driver pod for {name}:\n{stderr}");
-    let phase = c.get(APPS, &format!("pod/{driver}"), "{.status.phase}");
-    assert_eq!(
-        phase,
-        "Succeeded",
-        "driver {driver} ended {phase}; its log:\n{}",
-        c.logs(APPS, &driver, "spark-kubernetes-driver")
-    );
-    driver
-}
+use cluster::{
+    cluster, http_get, local_pi_jar, serial, Cluster, Spark, APPS, NODES, SPARK35, SPARK4,
+};
 
 fn pi_of(log: &str) -> f64 {
     let line = log
@@ -45,19 +24,6 @@ fn pi_of(log: &str) -> f64 {
         .expect("a number")
 }
 
-fn delete_app(c: &Cluster, name: &str) {
-    c.kubectl_ok(&[
-        "-n",
-        APPS,
-        "delete",
-        "pods,services,configmaps",
-        "-l",
-        &format!("spark-app-name={name}"),
-        "--wait=true",
-        "--timeout=120s",
-    ]);
-}
-
 /// Stock SparkPi-style JVM job and Spark's own pi.py in cluster mode: the driver pod runs
 /// `spark-submit` through the image's entrypoint, executors come up on the nodes, register
 /// with the driver through its Service name, the result is in the driver's log as `kubectl
@@ -68,8 +34,7 @@ fn spark_pi(spark: Spark) {
     let jar = local_pi_jar(spark);
     let jar_url = format!("local://{}", jar.display());
     let name = format!("pi-jvm-{}", spark.tag());
-    let driver = run_to_success(
-        c,
+    let driver = c.run_to_success(
         spark,
         &name,
         &[
@@ -99,11 +64,10 @@ fn spark_pi(spark: Spark) {
         .eq("[]")
         .then_some(())
     });
-    delete_app(c, &name);
+    c.delete_app(&name);
 
     let name = format!("pi-py-{}", spark.tag());
-    let driver = run_to_success(
-        c,
+    let driver = c.run_to_success(
         spark,
         &name,
         &[
@@ -115,7 +79,7 @@ fn spark_pi(spark: Spark) {
     );
     let pi = pi_of(&c.logs(APPS, &driver, "spark-kubernetes-driver"));
     assert!((3.0..3.3).contains(&pi), "pi = {pi}");
-    delete_app(c, &name);
+    c.delete_app(&name);
 }
 
 #[test]
@@ -149,27 +113,6 @@ const SHUFFLE_CONF: &[&str] = &[
     "--conf",
     "spark.task.maxFailures=1",
 ];
-
-const NODES: [(&str, &str); 2] = [("node-1", "198.18.0.11"), ("node-2", "198.18.0.12")];
-
-/// GET over plain HTTP/1.0: (status, body).
-fn http_get(host: &str, port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect((host, port))
-        .unwrap_or_else(|e| panic!("connecting to {host}:{port}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
-}
 
 /// A counter or gauge of a node's shuffle service (its admin port on the node's address).
 fn shuffle_metric(node_ip: &str, name: &str) -> f64 {
@@ -251,7 +194,7 @@ fn shuffle_with_dynamic_allocation(spark: Spark) {
         .collect();
     let mut args: Vec<&str> = SHUFFLE_CONF.to_vec();
     args.push(&app);
-    let driver = run_to_success(c, spark, &name, &args);
+    let driver = c.run_to_success(spark, &name, &args);
     let log = c.logs(APPS, &driver, "spark-kubernetes-driver");
     assert!(log.contains("RESULT OK"), "{log}");
     let hosts = log
@@ -324,7 +267,7 @@ fn shuffle_cleanup_on_driver_deletion(spark: Spark) {
     );
     c.kubectl_ok(&["-n", APPS, "delete", "pod", &driver, "--wait=false"]);
     assert_cleaned_up(c, "driver deleted");
-    delete_app(c, &name);
+    c.delete_app(&name);
 }
 
 #[test]
@@ -359,7 +302,7 @@ fn assert_history_outlives_pods(c: &Cluster, name: &str, driver: &str, driver_ma
         "{.metadata.labels.spark-app-selector}",
     );
     assert!(app.starts_with("spark-"), "app id {app:?}");
-    delete_app(c, name);
+    c.delete_app(name);
     c.wait(
         "every pod of the application to be gone",
         Duration::from_secs(120),
@@ -569,7 +512,7 @@ fn staging(spark: Spark) {
             serde_json::json!(["staged-0", "staged-1", "staged-2"]),
             "{mode}: {json}"
         );
-        delete_app(c, &name);
+        c.delete_app(&name);
     }
 }
 
@@ -620,6 +563,8 @@ fn executor_off_the_host_network_fails(spark: Spark) {
         "--conf",
         &tpl,
         "--conf",
+        "spark.dynamicAllocation.initialExecutors=1",
+        "--conf",
         "spark.dynamicAllocation.maxExecutors=1",
         &app,
     ]);
@@ -630,6 +575,13 @@ fn executor_off_the_host_network_fails(spark: Spark) {
         String::from_utf8_lossy(&out.stderr)
     );
     let failed = c.wait("an executor to fail", Duration::from_secs(300), || {
+        let driver = c.driver_pod(&name);
+        if c.get(APPS, &format!("pod/{driver}"), "{.status.phase}") == "Failed" {
+            panic!(
+                "the driver failed:\n{}",
+                c.logs(APPS, &driver, "spark-kubernetes-driver")
+            );
+        }
         let names = c.get(
             APPS,
             &format!("pods -l spark-app-name={name},spark-role=executor"),
@@ -642,7 +594,7 @@ fn executor_off_the_host_network_fails(spark: Spark) {
         log.contains("Unable to register with external shuffle server"),
         "executor {failed} failed otherwise:\n{log}"
     );
-    delete_app(c, &name);
+    c.delete_app(&name);
 }
 
 #[test]
@@ -653,4 +605,421 @@ fn executor_off_the_host_network_fails_spark35() {
 #[test]
 fn executor_off_the_host_network_fails_spark4() {
     executor_off_the_host_network_fails(SPARK4);
+}
+
+/// Pod semantics of sidecars-kubelet with `busybox` pods (the machine's shell): init
+/// containers in order, a restartable init container (sidecar) started before the next init
+/// container and stopped (SIGTERM) after the main container, phases and exit codes, env from
+/// every source with `$(VAR)` expansion, configMap/secret/projected volumes with subPath,
+/// restarts with `restartPolicy`, liveness and readiness probes, graceful deletion with SIGTERM
+/// and SIGKILL after the grace period, `kubectl logs --previous/--tail/--timestamps`, and an
+/// unknown image.
+#[test]
+fn kubelet_pod_semantics() {
+    let _turn = serial();
+    let c = cluster();
+    let ns = "kubelet-test";
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cfg, namespace: {ns}}}
+data: {{greeting: hello, conf.txt: "from-configmap"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: sec, namespace: {ns}}}
+stringData: {{password: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: order, namespace: {ns}}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 10
+  volumes: [{{name: work, emptyDir: {{}}}}]
+  initContainers:
+  - {{name: one, image: busybox, command: [sh, -c, "echo one >> /work/order"], volumeMounts: [{{name: work, mountPath: /work}}]}}
+  - name: side
+    image: busybox
+    restartPolicy: Always
+    command: [sh, -c, "echo side >> /work/order; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  - {{name: two, image: busybox, command: [sh, -c, "echo two >> /work/order"], volumeMounts: [{{name: work, mountPath: /work}}]}}
+  containers:
+  - {{name: main, image: busybox, command: [sh, -c, "cat /work/order; exit 3"], volumeMounts: [{{name: work, mountPath: /work}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: env, namespace: {ns}, labels: {{tier: test}}}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {{name: cfg, configMap: {{name: cfg, items: [{{key: conf.txt, path: sub/conf.txt}}]}}}}
+  - name: proj
+    projected:
+      sources:
+      - serviceAccountToken: {{path: token, audience: test-audience, expirationSeconds: 3600}}
+      - secret: {{name: sec}}
+      - downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c]
+    args: ["echo NAME=$POD_NAME IP=$POD_IP NODE=$NODE MEM=$MEM GREETING=$GREETING PASS=$PASSWORD CFG_greeting=$CFG_greeting EXPANDED=$(EXPANDED); cat /etc/conf.txt; echo; cat /proj/password; echo; cat /proj/labels; echo; head -c 20 /proj/token; echo; hostname"]
+    resources: {{limits: {{memory: 64Mi}}}}
+    env:
+    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    - {{name: NODE, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+    - {{name: MEM, valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}}}
+    - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: cfg, key: greeting}}}}}}
+    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: sec, key: password}}}}}}
+    - {{name: EXPANDED, value: "$(POD_NAME)-x"}}
+    envFrom: [{{prefix: CFG_, configMapRef: {{name: cfg}}}}]
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/conf.txt, subPath: sub/conf.txt}}
+    - {{name: proj, mountPath: /proj}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: crash, namespace: {ns}}}
+spec:
+  restartPolicy: OnFailure
+  containers:
+  - {{name: main, image: busybox, command: [sh, -c, "echo run-$RANDOM; echo second line; exit 1"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: probes, namespace: {ns}}}
+spec:
+  containers:
+  - name: ready-late
+    image: busybox
+    command: [sh, -c, "sleep 4; exec python3 -m http.server 8080"]
+    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+  - name: never-live
+    image: busybox
+    command: [sh, -c, "sleep 1000"]
+    livenessProbe: {{httpGet: {{port: 9999, path: /}}, periodSeconds: 1, failureThreshold: 2}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: graceful, namespace: {ns}}}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - {{name: main, image: busybox, command: [sh, -c, "trap 'echo got TERM; exit 0' TERM; while true; do sleep 0.2; done"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: stubborn, namespace: {ns}}}
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - {{name: main, image: busybox, command: [sh, -c, "trap '' TERM; while true; do sleep 0.2; done"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: no-image, namespace: {ns}}}
+spec:
+  containers:
+  - {{name: main, image: "nginx:1.25"}}
+"#
+    ));
+    let get = |pod: &str, jp: &str| c.get(ns, &format!("pod/{pod}"), jp);
+    let wait_phase = |pod: &str, phase: &str| {
+        c.wait(
+            &format!("pod {pod} to be {phase}"),
+            Duration::from_secs(120),
+            || (get(pod, "{.status.phase}") == phase).then_some(()),
+        )
+    };
+
+    // init order, sidecar, exit code and phase
+    wait_phase("order", "Failed");
+    assert_eq!(c.logs(ns, "order", "main"), "one\nside\ntwo\n");
+    assert_eq!(
+        get(
+            "order",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "3"
+    );
+    c.wait(
+        "the sidecar to be stopped after the main container",
+        Duration::from_secs(30),
+        || {
+            let s = get(
+                "order",
+                "{.status.initContainerStatuses[1].state.terminated.exitCode}",
+            );
+            (s == "0").then_some(())
+        },
+    );
+    for (i, name) in ["one", "side", "two"].iter().enumerate() {
+        assert_eq!(
+            get(
+                "order",
+                &format!("{{.status.initContainerStatuses[{i}].name}}")
+            ),
+            *name
+        );
+    }
+
+    // env and volumes
+    wait_phase("env", "Succeeded");
+    let log = c.logs(ns, "env", "main");
+    let ip = get("env", "{.status.podIP}");
+    let node = get("env", "{.spec.nodeName}");
+    let first = log.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!("NAME=env IP={ip} NODE={node} MEM=64 GREETING=hello PASS=s3cret CFG_greeting=hello EXPANDED=env-x"),
+        "{log}"
+    );
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[1], "from-configmap", "{log}");
+    assert_eq!(lines[2], "s3cret", "{log}");
+    assert_eq!(lines[3], "tier=\"test\"", "{log}");
+    assert!(
+        lines[4].starts_with("eyJ"),
+        "a JWT from the TokenRequest API: {log}"
+    );
+    assert_eq!(lines[5], "env", "the hostname is the pod's name: {log}");
+
+    // restarts with OnFailure, logs of the previous run
+    c.wait(
+        "the crashing container to be restarted",
+        Duration::from_secs(60),
+        || {
+            let n: i32 = get("crash", "{.status.containerStatuses[0].restartCount}")
+                .parse()
+                .unwrap_or(0);
+            (n >= 1).then_some(())
+        },
+    );
+    let previous = c.kubectl_ok(&["-n", ns, "logs", "crash", "--previous"]);
+    assert!(
+        previous.starts_with("run-") && previous.ends_with("second line\n"),
+        "{previous}"
+    );
+    assert_eq!(
+        get(
+            "crash",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "1"
+    );
+    let tail = c.kubectl_ok(&[
+        "-n",
+        ns,
+        "logs",
+        "crash",
+        "--previous",
+        "--tail=1",
+        "--timestamps",
+    ]);
+    let (ts, text) = tail.trim_end().split_once(' ').unwrap_or_default();
+    assert!(ts.contains('T') && ts.ends_with('Z'), "{tail}");
+    assert_eq!(text, "second line");
+
+    // readiness turns true once the port opens; liveness restarts the other container
+    c.wait(
+        "the readiness probe to pass",
+        Duration::from_secs(60),
+        || {
+            (get(
+                "probes",
+                "{.status.containerStatuses[?(@.name==\"ready-late\")].ready}",
+            ) == "true")
+                .then_some(())
+        },
+    );
+    c.wait(
+        "the liveness probe to restart its container",
+        Duration::from_secs(90),
+        || {
+            let n: i32 = get(
+                "probes",
+                "{.status.containerStatuses[?(@.name==\"never-live\")].restartCount}",
+            )
+            .parse()
+            .unwrap_or(0);
+            (n >= 1).then_some(())
+        },
+    );
+
+    // graceful deletion: SIGTERM honoured at once; ignored -> SIGKILL after the grace period
+    wait_phase("graceful", "Running");
+    wait_phase("stubborn", "Running");
+    let t0 = std::time::Instant::now();
+    c.kubectl_ok(&[
+        "-n",
+        ns,
+        "delete",
+        "pod",
+        "graceful",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let quick = t0.elapsed();
+    let t0 = std::time::Instant::now();
+    c.kubectl_ok(&[
+        "-n",
+        ns,
+        "delete",
+        "pod",
+        "stubborn",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let killed = t0.elapsed();
+    assert!(
+        quick < Duration::from_secs(15),
+        "a pod that exits on SIGTERM took {quick:?}"
+    );
+    assert!(
+        killed >= Duration::from_secs(3) && killed < Duration::from_secs(20),
+        "a pod that ignores SIGTERM went after {killed:?} (grace period 3s)"
+    );
+
+    // an image outside the table
+    c.wait(
+        "the unknown image to be reported",
+        Duration::from_secs(60),
+        || {
+            let reason = get(
+                "no-image",
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            );
+            (reason == "ErrImagePull").then_some(())
+        },
+    );
+    let msg = get(
+        "no-image",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        msg.contains("nginx:1.25") && msg.contains("local image table"),
+        "{msg}"
+    );
+
+    c.kubectl_ok(&["delete", "namespace", ns, "--wait=true", "--timeout=120s"]);
+}
+
+/// Kubelets with nothing to do use next to no CPU. On each node: a pod whose init container has
+/// finished and whose container sleeps, finished pods (Succeeded after an init container,
+/// Failed), and pods where one container has ended for good while another runs (`Never` and
+/// `OnFailure`), next to deploy/'s pods (probes, a DaemonSet with an init container). Over an
+/// idle minute each `sidecars-kubelet node` process may use at most 3 s of CPU (5% of a core):
+/// a worker that woke up in a loop for a restart that would never come once used 80%.
+#[test]
+fn idle_kubelets_stay_idle() {
+    let _turn = serial();
+    let c = cluster();
+    let ns = "idle-test";
+    let mut yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n");
+    for (node, _) in NODES {
+        yaml.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Pod
+metadata: {{name: after-init-{node}, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  initContainers: [{{name: init, image: busybox, command: [sh, -c, "exit 0"]}}]
+  containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: succeeded-{node}, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  initContainers: [{{name: init, image: busybox, command: [sh, -c, "exit 0"]}}]
+  containers: [{{name: main, image: busybox, command: [sh, -c, "exit 0"]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: failed-{node}, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  containers: [{{name: main, image: busybox, command: [sh, -c, "exit 1"]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: half-never-{node}, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  containers:
+  - {{name: done, image: busybox, command: [sh, -c, "exit 2"]}}
+  - {{name: running, image: busybox, command: [sleep, "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: half-onfailure-{node}, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  restartPolicy: OnFailure
+  containers:
+  - {{name: done, image: busybox, command: [sh, -c, "exit 0"]}}
+  - {{name: running, image: busybox, command: [sleep, "3600"]}}
+"#
+        ));
+    }
+    c.apply(&yaml);
+    let minute = Duration::from_secs(120);
+    for (node, _) in NODES {
+        c.wait_phase(ns, &format!("after-init-{node}"), "Running", minute);
+        c.wait_phase(ns, &format!("succeeded-{node}"), "Succeeded", minute);
+        c.wait_phase(ns, &format!("failed-{node}"), "Failed", minute);
+        for pod in [format!("half-never-{node}"), format!("half-onfailure-{node}")] {
+            c.wait(
+                &format!("{pod}'s first container to end"),
+                minute,
+                || {
+                    let code = c.get(
+                        ns,
+                        &format!("pod/{pod}"),
+                        "{.status.containerStatuses[?(@.name==\"done\")].state.terminated.exitCode}",
+                    );
+                    (!code.is_empty()).then_some(())
+                },
+            );
+        }
+    }
+    // status updates and events of the start settle first
+    std::thread::sleep(Duration::from_secs(5));
+    let before: Vec<Duration> = NODES.iter().map(|(n, _)| c.kubelet_cpu(n)).collect();
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(60));
+    let wall = t0.elapsed();
+    let used: Vec<(&str, Duration)> = NODES
+        .iter()
+        .zip(&before)
+        .map(|((n, _), b)| (*n, c.kubelet_cpu(n) - *b))
+        .collect();
+    eprintln!("[kubernetes] kubelet CPU over {wall:.0?} idle: {used:?}");
+    for (node, cpu) in &used {
+        assert!(
+            *cpu < Duration::from_secs(3),
+            "{node}'s kubelet used {cpu:?} of CPU in {wall:?} with nothing to do (a busy loop?)"
+        );
+    }
+    // the pods still are as they were: nothing was restarted in the meantime
+    for (node, _) in NODES {
+        let restarts = c.get(
+            ns,
+            &format!("pod/half-onfailure-{node}"),
+            "{.status.containerStatuses[*].restartCount}",
+        );
+        assert_eq!(restarts, "0 0", "half-onfailure-{node}");
+    }
+    c.kubectl_ok(&["delete", "namespace", ns, "--wait=true", "--timeout=120s"]);
 }

@@ -1,6 +1,8 @@
 //! The one local Kubernetes a test binary shares: `scripts/kube-local.sh up` on first use
-//! (nodes running the binaries in `$SIDECARS_BIN_DIR`), `down` when the binary exits, and the
-//! helpers the tests use on it (kubectl, spark-submit, the Spark venvs).
+//! (nodes running the binaries in `$SIDECARS_BIN_DIR`), deploy/ installed as
+//! docs/spark-on-k8s.md says, `down` when the binary exits, and the helpers the tests use on it
+//! (kubectl, stock spark-submit in cluster mode, waiting for pods, logs, HTTP to pod
+//! addresses, the kubelets' CPU time). docs/local-kubernetes.md says how to reuse it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 pub const API: &str = "k8s://https://198.18.0.1:443";
 /// Namespace of the Spark applications, with the `spark` service account.
 pub const APPS: &str = "spark-apps";
+/// The nodes and their addresses (the shuffle services' host-network address).
+pub const NODES: [(&str, &str); 2] = [("node-1", "198.18.0.11"), ("node-2", "198.18.0.12")];
 
 pub struct Cluster {
     pub repo: PathBuf,
@@ -248,6 +252,87 @@ impl Cluster {
         out
     }
 
+    /// `spark_submit` with `--name name` of an application that must finish: returns its
+    /// driver pod's name once spark-submit returned (it waits for the application) and the
+    /// driver pod has Succeeded; panics with the driver's log otherwise.
+    pub fn run_to_success(&self, spark: Spark, name: &str, args: &[&str]) -> String {
+        let mut all = vec!["--name", name];
+        all.extend_from_slice(args);
+        let out = self.spark_submit(spark, &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "spark-submit {name} failed:\n{stderr}"
+        );
+        let driver = self.driver_pod(name);
+        assert!(!driver.is_empty(), "no driver pod for {name}:\n{stderr}");
+        let phase = self.get(APPS, &format!("pod/{driver}"), "{.status.phase}");
+        assert_eq!(
+            phase,
+            "Succeeded",
+            "driver {driver} ended {phase}; its log:\n{}",
+            self.logs(APPS, &driver, "spark-kubernetes-driver")
+        );
+        driver
+    }
+
+    /// Deletes an application's pods, Services and ConfigMaps (by its spark-app-name label) and
+    /// waits until they are gone.
+    pub fn delete_app(&self, name: &str) {
+        self.kubectl_ok(&[
+            "-n",
+            APPS,
+            "delete",
+            "pods,services,configmaps",
+            "-l",
+            &format!("spark-app-name={name}"),
+            "--wait=true",
+            "--timeout=120s",
+        ]);
+    }
+
+    /// Waits until `pod` in `ns` is in `phase` (Pending, Running, Succeeded, Failed); panics
+    /// after `timeout`, or at once if it reached another terminal phase.
+    pub fn wait_phase(&self, ns: &str, pod: &str, phase: &str, timeout: Duration) {
+        self.wait(&format!("pod {ns}/{pod} to be {phase}"), timeout, || {
+            let now = self.get(ns, &format!("pod/{pod}"), "{.status.phase}");
+            if now != phase && (now == "Succeeded" || now == "Failed") {
+                panic!("pod {ns}/{pod} is {now}, not {phase}");
+            }
+            (now == phase).then_some(())
+        })
+    }
+
+    /// Waits until no pod in `ns` matches the label `selector`.
+    pub fn wait_no_pods(&self, ns: &str, selector: &str, timeout: Duration) {
+        self.wait(&format!("the pods {selector} to be gone"), timeout, || {
+            self.get(ns, &format!("pods -l {selector}"), "{.items}")
+                .trim()
+                .eq("[]")
+                .then_some(())
+        })
+    }
+
+    /// The address of the first pod in `ns` matching `selector` (from this machine every pod
+    /// address is reachable).
+    pub fn pod_ip(&self, ns: &str, selector: &str) -> String {
+        let ip = self.get(
+            ns,
+            &format!("pods -l {selector}"),
+            "{.items[0].status.podIP}",
+        );
+        assert!(!ip.is_empty(), "no pod {selector} in {ns} has an address");
+        ip
+    }
+
+    /// CPU time (user + system) the kubelet of `node` has used so far, from /proc.
+    pub fn kubelet_cpu(&self, node: &str) -> Duration {
+        let pidfile = self.state.join("run").join(format!("{node}.pid"));
+        let pid = std::fs::read_to_string(&pidfile)
+            .unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()));
+        process_cpu(pid.trim().parse().expect("a pid"))
+    }
+
     /// The driver pod of application `name` (by its spark-app-name label).
     pub fn driver_pod(&self, name: &str) -> String {
         self.get(
@@ -311,4 +396,41 @@ pub fn make_readable(p: &Path) {
             make_readable(&e.unwrap().path());
         }
     }
+}
+
+/// User + system CPU time of process `pid` (all its threads), from /proc/PID/stat.
+pub fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("process {pid} is gone: {e}"));
+    // the command name (field 2) may hold spaces; the fields after it are plain numbers
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc_sysconf(2 /* _SC_CLK_TCK */) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+extern "C" {
+    #[link_name = "sysconf"]
+    fn libc_sysconf(name: i32) -> i64;
+}
+
+/// GET over plain HTTP/1.0 to a pod or node address: (status, body).
+pub fn http_get(host: &str, port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((host, port))
+        .unwrap_or_else(|e| panic!("connecting to {host}:{port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
 }
