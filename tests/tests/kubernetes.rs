@@ -979,19 +979,18 @@ spec:
         c.wait_phase(ns, &format!("after-init-{node}"), "Running", minute);
         c.wait_phase(ns, &format!("succeeded-{node}"), "Succeeded", minute);
         c.wait_phase(ns, &format!("failed-{node}"), "Failed", minute);
-        for pod in [format!("half-never-{node}"), format!("half-onfailure-{node}")] {
-            c.wait(
-                &format!("{pod}'s first container to end"),
-                minute,
-                || {
-                    let code = c.get(
-                        ns,
-                        &format!("pod/{pod}"),
-                        "{.status.containerStatuses[?(@.name==\"done\")].state.terminated.exitCode}",
-                    );
-                    (!code.is_empty()).then_some(())
-                },
-            );
+        for pod in [
+            format!("half-never-{node}"),
+            format!("half-onfailure-{node}"),
+        ] {
+            c.wait(&format!("{pod}'s first container to end"), minute, || {
+                let code = c.get(
+                    ns,
+                    &format!("pod/{pod}"),
+                    "{.status.containerStatuses[?(@.name==\"done\")].state.terminated.exitCode}",
+                );
+                (!code.is_empty()).then_some(())
+            });
         }
     }
     // status updates and events of the start settle first

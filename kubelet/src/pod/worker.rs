@@ -133,6 +133,9 @@ pub struct Worker {
     volumes: Option<BTreeMap<String, PathBuf>>,
     /// Retry of a failed set-up.
     setup_retry: Option<Instant>,
+    /// When `step` last judged which containers were due: a `not_before` at or before it was
+    /// acted on then (or waits for another container's event), so it is no reason to wake.
+    stepped_at: Instant,
     init: Vec<Ctr>,
     main: Vec<Ctr>,
     events_tx: mpsc::UnboundedSender<CtrEvent>,
@@ -194,6 +197,7 @@ impl Worker {
             ip: None,
             volumes: None,
             setup_retry: None,
+            stepped_at: Instant::now(),
             init,
             main,
             events_tx,
@@ -271,11 +275,20 @@ impl Worker {
         }
     }
 
+    /// The next time something becomes due. Only times after the last `step` count: a
+    /// container's back-off that has passed without a restart (restartPolicy Never, OnFailure
+    /// after exit 0, a finished init container) would otherwise wake the loop at once, forever;
+    /// a pod that has ended starts nothing.
     fn next_wake(&self) -> Option<Instant> {
+        if self.terminal.is_some() {
+            return None;
+        }
+        let judged = self.stepped_at;
         self.init
             .iter()
             .chain(self.main.iter())
             .filter_map(|c| c.not_before)
+            .filter(|t| *t > judged)
             .chain(self.setup_retry)
             .min()
     }
@@ -299,6 +312,7 @@ impl Worker {
             self.setup_retry = None;
         }
         let now = Instant::now();
+        self.stepped_at = now;
         // init containers, in order
         if !self.initialized {
             for i in 0..self.init.len() {

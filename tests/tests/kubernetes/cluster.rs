@@ -407,7 +407,10 @@ pub fn process_cpu(pid: u32) -> Duration {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
     // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc_sysconf(2 /* _SC_CLK_TCK */) }.max(1) as u64;
+    let hz = unsafe {
+        libc_sysconf(2 /* _SC_CLK_TCK */)
+    }
+    .max(1) as u64;
     Duration::from_millis(ticks * 1000 / hz)
 }
 
