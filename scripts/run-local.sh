@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the three daemons on this machine with embedded defaults: local disk under one data
-# directory, no S3, no Kubernetes. Ctrl-C (or SIGTERM) stops all three gracefully.
+# directory, no S3, no Kubernetes. Ctrl-C (or SIGTERM) stops all three gracefully; the script
+# then exits with the first non-zero exit status of a daemon, or 0.
 #
 #   SIDECARS_DATA_DIR   where everything is stored (default: ./sidecars-data)
 #   SIDECARS_PROFILE    cargo profile to build (default: release; `dev` builds faster)
@@ -22,9 +23,22 @@ else
 fi
 
 pids=()
-stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
-trap 'stop; exit 0' INT TERM
-trap stop EXIT
+stopped=""
+# SIGTERM to every daemon, then their exit status: the first non-zero one, else 0
+stop() {
+  [ -n "$stopped" ] && return "$stopped"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  local rc=0 p s
+  for p in "${pids[@]}"; do
+    s=0; wait "$p" 2>/dev/null || s=$?
+    # 127: reaped already by `wait -n` below, which reported it
+    if [ "$s" -ne 0 ] && [ "$s" -ne 127 ] && [ "$rc" -eq 0 ]; then rc=$s; fi
+  done
+  stopped=$rc
+  return "$rc"
+}
+trap 'stop && exit 0 || exit $?' INT TERM
+trap 'stop || true' EXIT
 
 "$bindir/staging-server" --storage "file://$data/staging" & pids+=($!)
 # No secret here, so no spark.authenticate unless SHUFFLE_AUTH=required and

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need (pyspark venvs for Spark 3.5 and 4.x, the
-# Garage S3 server, Chromium), cached under ~/.cache/spark-sidecars, then the whole suite.
+# Garage S3 server, Chromium, the Kubernetes control plane), cached under ~/.cache/spark-sidecars,
+# then the whole suite (tests/tests/kubernetes.rs brings a local Kubernetes up and down itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SIDECARS_CACHE="${SIDECARS_CACHE:-$HOME/.cache/spark-sidecars}"

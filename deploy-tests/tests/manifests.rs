@@ -76,7 +76,6 @@ fn rendered_objects_are_strict_and_in_one_namespace() {
         "Deployment",
         "DaemonSet",
         "Service",
-        "PodDisruptionBudget",
         "PersistentVolumeClaim",
     ] {
         assert!(kinds.contains(k), "deploy/ renders no {k}");
@@ -272,15 +271,31 @@ fn references_between_objects_resolve() {
                     .and_then(|s| s.selector.as_ref())
                     .and_then(|s| s.match_labels.clone())
                     .unwrap_or_default();
+                let selected: Vec<_> = workloads
+                    .iter()
+                    .filter(|w| selects(&sel, &w.labels))
+                    .collect();
                 assert_eq!(
-                    workloads
-                        .iter()
-                        .filter(|w| selects(&sel, &w.labels))
-                        .count(),
+                    selected.len(),
                     1,
                     "PDB {} selects no single workload",
                     o.name()
                 );
+                // Kubernetes computes maxUnavailable and percentages only for pods of a
+                // controller with a scale subresource; over a DaemonSet's pods such a PDB
+                // allows no eviction at all
+                if selected[0].kind == "DaemonSet" {
+                    let spec = p.spec.as_ref();
+                    let ok = spec.is_some_and(|s| {
+                        s.max_unavailable.is_none()
+                            && matches!(s.min_available, Some(IntOrString::Int(_)))
+                    });
+                    assert!(
+                        ok,
+                        "PDB {}: over DaemonSet pods only an integer minAvailable works",
+                        o.name()
+                    );
+                }
             }
             Object::ClusterRoleBinding(b) => {
                 assert_eq!(b.role_ref.kind, "ClusterRole");

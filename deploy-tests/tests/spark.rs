@@ -73,6 +73,18 @@ fn executor_template_puts_executors_on_the_node_network() {
         "Directory",
         "executors must not create the dir the DaemonSet prepares"
     );
+    // on the host network Spark's fixed executor port 7079 is a host port: one executor a node
+    assert_eq!(
+        conf.get("spark.blockManager.port").map(String::as_str),
+        Some("0"),
+        "host-network executors need a free block-manager port each"
+    );
+    assert_eq!(
+        conf.get("spark.driver.blockManager.port")
+            .map(String::as_str),
+        Some("7079"),
+        "the driver's container port must not inherit 0"
+    );
     for (key, file) in [
         (
             "spark.kubernetes.driver.podTemplateFile",
@@ -235,9 +247,10 @@ fn log_links_point_at_the_collector() {
         exec,
         &format!("{base}/logs/$(SPARK_APPLICATION_ID)/$(SPARK_EXECUTOR_ID)/stdout")
     );
-    let driver = &conf["spark.kubernetes.driverEnv.SPARK_DRIVER_LOG_URL_STDOUT"];
-    assert_eq!(
-        driver,
-        &format!("{base}/logs/$(SPARK_APPLICATION_ID)/driver/stdout")
+    // Spark reads SPARK_DRIVER_LOG_URL_* only in standalone mode: on Kubernetes it would be a
+    // setting that does nothing
+    assert!(
+        !conf.keys().any(|k| k.contains("SPARK_DRIVER_LOG_URL")),
+        "spark-defaults.conf sets a driver log URL Spark on Kubernetes ignores"
     );
 }

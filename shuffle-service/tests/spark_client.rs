@@ -79,6 +79,10 @@ fn crc(b: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// The shared secret: as long as the ones Spark on Kubernetes generates (64 hex characters),
+/// whose SASL password spans two lines (Netty's base64).
+const SHARED: &str = "0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e";
+
 fn with_spark(home_var: &str, modes: &[&str]) {
     let home = spark_home(home_var);
     let tmp = tempfile::tempdir().expect("tmp");
@@ -88,7 +92,7 @@ fn with_spark(home_var: &str, modes: &[&str]) {
     std::fs::create_dir_all(&root).expect("mkdir");
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::write(&secret_path, "s3cret-shared\n").expect("secret");
+        std::fs::write(&secret_path, format!("{SHARED}\n")).expect("secret");
         std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600))
             .expect("chmod");
     }
@@ -114,7 +118,7 @@ fn with_spark(home_var: &str, modes: &[&str]) {
         let app = format!("app-{mode}");
         let out = run.client(
             mode,
-            "s3cret-shared",
+            SHARED,
             &app,
             &dir,
             &["shuffle_0_1_0", "shuffle_0_1_1"],

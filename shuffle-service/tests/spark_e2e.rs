@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use support::{free_port, metric, Daemon};
 
-const SECRET: &str = "e2e-shared-secret";
+/// As long as the secrets Spark on Kubernetes generates (64 hex characters): their SASL
+/// password spans two lines (Netty's base64).
+const SECRET: &str = "6f1c0b3e9a7d4c2b8e5f0a1d3c7b9e2f4a6c8e0b2d4f6a8c0e2b4d6f8a0c2e4f";
 
 fn secret_file(dir: &Path) -> String {
     use std::os::unix::fs::PermissionsExt;

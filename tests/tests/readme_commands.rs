@@ -80,3 +80,50 @@ async fn run_local_starts_all_daemons_and_stops_on_sigterm() {
         out.status
     );
 }
+
+/// run-local.sh passes its daemons' exit status through: a daemon that exits 3 on SIGTERM
+/// makes the script exit 3 (and the others are still stopped), so the 0 above means something.
+#[test]
+fn run_local_passes_a_daemons_failure_through_on_sigterm() {
+    use std::os::unix::fs::PermissionsExt;
+    let bins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let marks = tempfile::tempdir().unwrap();
+    for (name, rc) in [
+        ("staging-server", 0),
+        ("shuffle-service", 3),
+        ("history-collector", 0),
+    ] {
+        let path = bins.path().join(name);
+        // stands in for the daemon: records its SIGTERM, exits with `rc`
+        let script = format!(
+            "#!/bin/bash\ntrap 'touch {}/{name}; exit {rc}' TERM\nwhile true; do sleep 0.05; done\n",
+            marks.path().display()
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let child = Command::new("bash")
+        .arg(repo_root().join("scripts/run-local.sh"))
+        .env("SIDECARS_BIN_DIR", bins.path())
+        .env("SIDECARS_DATA_DIR", data.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cannot run scripts/run-local.sh");
+    std::thread::sleep(Duration::from_secs(1));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "run-local.sh exited with {:?}",
+        out.status
+    );
+    for name in ["staging-server", "shuffle-service", "history-collector"] {
+        assert!(marks.path().join(name).exists(), "{name} got no SIGTERM");
+    }
+}

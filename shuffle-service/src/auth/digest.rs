@@ -74,9 +74,20 @@ impl SaslMessage {
     }
 }
 
-/// The password Spark derives from a secret.
+/// The password Spark derives from a secret: its base64 as Netty's `Base64.encode(ByteBuf)`
+/// writes it (`SparkSaslServer.encodePassword`), which breaks lines every 76 characters. Spark
+/// on Kubernetes generates 64-character secrets, whose base64 (88 characters) has one break.
 fn password(secret: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(secret.as_bytes())
+    let plain = base64::engine::general_purpose::STANDARD.encode(secret.as_bytes());
+    let mut out = String::with_capacity(plain.len() + plain.len() / 76);
+    for (i, chunk) in plain.as_bytes().chunks(76).enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        // base64 is ASCII, so every chunk is valid UTF-8
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+    }
+    out
 }
 
 fn md5(parts: &[&[u8]]) -> [u8; 16] {
@@ -430,6 +441,22 @@ impl DigestClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_break_lines_as_netty_does() {
+        // short secrets: one line
+        assert_eq!(password("s3cret"), "czNjcmV0");
+        // a secret as Spark on Kubernetes generates it (Utils.createSecret: 32 bytes in hex)
+        let secret = "112be1ddcb135e7fe5a8a43b9bc9044b920c04c91dc7fa9077db231c1782c119";
+        let p = password(secret);
+        let (first, rest) = p.split_once('\n').expect("a line break");
+        assert_eq!(first.len(), 76);
+        assert_eq!(rest.len(), 12);
+        assert!(!rest.contains('\n'));
+        // exactly 76 characters (57 bytes): no break, no trailing newline
+        assert!(!password(&"x".repeat(57)).contains('\n'));
+        assert_eq!(password(&"x".repeat(58)).matches('\n').count(), 1);
+    }
 
     #[test]
     fn spec_transcript_auth() {

@@ -419,12 +419,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 "spark-kubernetes-driver",
                             ))?,
                         )?;
+                        // Spark 3.5's executors do not put `local://` py-files on their Python
+                        // workers' path (Spark 4's do): the fetched files directory goes on it.
+                        // Only on executors: their workers add pyspark's own path to this one,
+                        // while a driver's PYTHONPATH would replace the image's.
+                        let mut executor_pod =
+                            submit::pod_template(&ic, "spark-kubernetes-executor");
+                        if let Some(c) = executor_pod
+                            .spec
+                            .as_mut()
+                            .and_then(|s| s.containers.first_mut())
+                        {
+                            c.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+                                name: "PYTHONPATH".into(),
+                                value: Some(files_dir.trim_end_matches('/').to_string()),
+                                ..Default::default()
+                            }]);
+                        }
                         let executor = write(
                             "executor-pod-template.yaml",
-                            serde_yaml_ng::to_string(&submit::pod_template(
-                                &ic,
-                                "spark-kubernetes-executor",
-                            ))?,
+                            serde_yaml_ng::to_string(&executor_pod)?,
                         )?;
                         let secret = write(
                             "secret.yaml",
@@ -472,8 +486,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             jars_dir.trim_end_matches('/'),
                             files_dir.trim_end_matches('/'),
                         );
+                        // `--files` go by URL: Spark 3.5's executors do not copy `local://`
+                        // files into their working directory, where SparkFiles looks (Spark
+                        // 4's do), and stock Spark downloads URLs into it on every version.
+                        let urls: BTreeMap<String, String> = up
+                            .files
+                            .iter()
+                            .map(|f| (f.name.clone(), f.url.clone()))
+                            .collect();
                         plan.render(
                             &|n| match n.split_once('/') {
+                                Some(("files", _)) if urls.contains_key(n) => urls[n].clone(),
                                 Some(("jars", rest)) => format!("local://{jd}/{rest}"),
                                 Some((_, rest)) => format!("local://{fd}/{rest}"),
                                 None => format!("local://{fd}/{n}"),

@@ -1,0 +1,3 @@
+# --py-files module of the staged application.
+def double(x):
+    return 2 * x
