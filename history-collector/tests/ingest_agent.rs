@@ -53,7 +53,9 @@ fn agent_survives_collector_and_agent_restarts() {
             let mut index = 1;
             let mut r = std::fs::File::create(rolling.join("events_1_app-2")).unwrap();
             let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
+            // past 3000 lines at least, so the rolling log has rolled over once however fast the
+            // collector and agent restarts went
+            while !stop.load(Ordering::SeqCst) || i <= 3000 {
                 let line = format!(
                     "{{\"Event\":\"SparkListenerTaskEnd\",\"n\":{i},\"pad\":\"{}\"}}\n",
                     "x".repeat((i % 300) as usize)
