@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use shuffle_service::protocol::{BlockTransferMessage, Message};
 use sidecars_common::fake_kube::FakeApiServer;
 use support::client::{register, write_map_output, Cipher, Client};
-use support::{bm, free_port, http_get, metric, Daemon};
+use support::{bm, free_port, http_get, metric, service_bin, Daemon};
 
 fn tmpdirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -558,7 +558,7 @@ fn a_second_instance_on_the_same_state_dir_fails_and_changes_nothing() {
         .expect("state")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuffle-service"))
+    let out = std::process::Command::new(service_bin())
         .args([
             "--no-kube",
             "--auth",
@@ -611,7 +611,7 @@ fn a_full_state_disk_is_reported_and_recovered_from() {
     let script = format!(
         "mount -t tmpfs -o size=3m tmpfs {state} && exec {bin} --no-kube --auth off --bind 127.0.0.1 --port {port} --admin-port {admin} --allowed-root {root} --state-dir {state}",
         state = state.display(),
-        bin = env!("CARGO_BIN_EXE_shuffle-service"),
+        bin = service_bin().display(),
         root = root.display(),
     );
     let mut child = std::process::Command::new("unshare")

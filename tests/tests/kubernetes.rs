@@ -6,8 +6,13 @@
 
 #[path = "kubernetes/cluster.rs"]
 mod cluster;
+#[allow(dead_code)]
+#[path = "../../shuffle-service/tests/support/client.rs"]
+mod probe;
 
 use std::time::Duration;
+
+use shuffle_service::protocol::BlockTransferMessage;
 
 use cluster::{
     cluster, http_get, local_pi_jar, serial, Cluster, Spark, APPS, NODES, SPARK35, SPARK4,
@@ -288,6 +293,244 @@ fn shuffle_cleanup_on_driver_deletion_spark35() {
 #[test]
 fn shuffle_cleanup_on_driver_deletion_spark4() {
     shuffle_cleanup_on_driver_deletion(SPARK4);
+}
+
+/// One executor pod as the test saw it while it ran: its application, executor id, node and
+/// the `spark.authenticate` secret Spark put in its spec.
+#[derive(Debug, Clone)]
+struct ExecutorSeen {
+    app: String,
+    exec: String,
+    node: String,
+    secret: String,
+}
+
+/// The executor pods of `APPS` now (those that have an app id and a secret).
+fn executors_now(c: &Cluster) -> Vec<ExecutorSeen> {
+    let jp = r#"{range .items[*]}{.metadata.labels.spark-app-selector}{"\t"}{.metadata.labels.spark-exec-id}{"\t"}{.spec.nodeName}{"\t"}{.spec.containers[*].env[?(@.name=="_SPARK_AUTH_SECRET")].value}{"\n"}{end}"#;
+    c.get(APPS, "pods -l spark-role=executor", jp)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 4 && f.iter().all(|x| !x.is_empty())).then(|| ExecutorSeen {
+                app: f[0].into(),
+                exec: f[1].into(),
+                node: f[2].into(),
+                secret: f[3].into(),
+            })
+        })
+        .collect()
+}
+
+/// A connection to `node_ip`'s shuffle service, authenticated as `app` with `secret` by SASL
+/// (what Spark does with spark.authenticate=true), or the refusal.
+fn shuffle_client(node_ip: &str, app: &str, secret: &str) -> Result<probe::Client, String> {
+    let s = std::net::TcpStream::connect((node_ip, 7337)).expect("connect to the shuffle port");
+    let mut c = probe::Client::from_stream(s);
+    c.auth_sasl(app, secret, false).map(|()| c)
+}
+
+fn local_dirs_of(app: &str, exec: &str) -> BlockTransferMessage {
+    BlockTransferMessage::GetLocalDirsForExecutors {
+        app_id: app.into(),
+        exec_ids: vec![exec.into()],
+    }
+}
+
+/// Two applications at once, one on Spark 3.5.7 and one on 4.3.0, each with the secret Spark
+/// generated for it (spark.authenticate=true from deploy/spark), which every node's shuffle
+/// service learned from that application's executor pods. Both read their map output and
+/// DISK_ONLY blocks through the services after dynamic allocation removed their executors.
+/// Then, while both hold files on the nodes, a client on the node network holding one
+/// application's secret: cannot authenticate as the other application; once authenticated as
+/// its own, is refused every request that names the other one (its executors' dirs, its
+/// blocks, removing them) while the same requests for its own application are answered; and
+/// a client with no secret is refused both. Deleting the drivers removes both applications.
+#[test]
+fn two_authenticated_applications_each_read_only_their_own_blocks() {
+    let _turn = serial();
+    let c = cluster();
+    let apps = [SPARK35, SPARK4];
+    let names: Vec<String> = apps.iter().map(|s| format!("iso-{}", s.tag())).collect();
+    for (spark, name) in apps.iter().zip(&names) {
+        let app = shuffle_app(*spark);
+        let mut args: Vec<&str> = vec![
+            "--name",
+            name,
+            "--conf",
+            "spark.kubernetes.submission.waitAppCompletion=false",
+        ];
+        args.extend_from_slice(SHUFFLE_CONF);
+        // two applications on a small machine: two executors each
+        args.extend([
+            "--conf",
+            "spark.dynamicAllocation.initialExecutors=2",
+            "--conf",
+            "spark.dynamicAllocation.maxExecutors=2",
+        ]);
+        args.push(&app);
+        args.push("600");
+        let out = c.spark_submit(*spark, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let drivers: Vec<String> = names
+        .iter()
+        .map(|n| {
+            c.wait("the driver pod", Duration::from_secs(60), || {
+                Some(c.driver_pod(n)).filter(|d| !d.is_empty())
+            })
+        })
+        .collect();
+    let app_ids: Vec<String> = drivers
+        .iter()
+        .map(|d| {
+            c.wait("the driver's app id", Duration::from_secs(60), || {
+                Some(c.get(
+                    APPS,
+                    &format!("pod/{d}"),
+                    "{.metadata.labels.spark-app-selector}",
+                ))
+                .filter(|a| !a.is_empty())
+            })
+        })
+        .collect();
+    // Executors live only while the first stages run: record them (and the secrets in their
+    // specs, as an admin sees them) while waiting for both jobs to finish their reads.
+    let mut seen: Vec<ExecutorSeen> = Vec::new();
+    c.wait(
+        "both jobs to read their blocks through the shuffle services",
+        Duration::from_secs(600),
+        || {
+            for e in executors_now(c) {
+                if !seen.iter().any(|s| s.app == e.app && s.exec == e.exec) {
+                    seen.push(e);
+                }
+            }
+            drivers
+                .iter()
+                .all(|d| {
+                    let log = c.kubectl(&["-n", APPS, "logs", d, "-c", "spark-kubernetes-driver"]);
+                    String::from_utf8_lossy(&log.stdout).contains("RESULT OK")
+                })
+                .then_some(())
+        },
+    );
+    let secret_of = |app: &str| -> String {
+        let s: Vec<&str> = seen
+            .iter()
+            .filter(|e| e.app == app)
+            .map(|e| e.secret.as_str())
+            .collect();
+        assert!(
+            !s.is_empty(),
+            "never saw an executor pod of {app}: {seen:?}"
+        );
+        assert!(
+            s.iter().all(|x| *x == s[0]),
+            "executors of {app} disagree on the secret"
+        );
+        s[0].to_owned()
+    };
+    let secrets: Vec<String> = app_ids.iter().map(|a| secret_of(a)).collect();
+    assert_ne!(
+        secrets[0], secrets[1],
+        "each application has its own secret"
+    );
+    for (node, ip) in NODES {
+        assert!(
+            shuffle_metric(ip, "shuffle_secrets_learned") >= 2.0,
+            "{node}'s service has not learned both applications' secrets"
+        );
+    }
+
+    let mut answered = [0usize; 2];
+    for (me, other) in [(0usize, 1usize), (1, 0)] {
+        let (my_app, my_secret) = (&app_ids[me], &secrets[me]);
+        let other_app = &app_ids[other];
+        for (node, ip) in NODES {
+            // my secret does not open the other application
+            let e = shuffle_client(ip, other_app, my_secret)
+                .err()
+                .unwrap_or_else(|| {
+                    panic!("{node}: {my_app}'s secret authenticated as {other_app}")
+                });
+            assert!(
+                e.contains(&format!("authentication of {other_app} failed")),
+                "{node}: {e}"
+            );
+            // no secret at all: refused for both
+            for app in [my_app, other_app] {
+                let s = std::net::TcpStream::connect((ip, 7337)).expect("connect");
+                let mut anon = probe::Client::from_stream(s);
+                let e = anon
+                    .rpc(&local_dirs_of(app, "1"))
+                    .expect_err("an unauthenticated request was answered");
+                assert!(e.contains("Expected SaslMessage"), "{node}: {e}");
+            }
+            let mut mine = shuffle_client(ip, my_app, my_secret)
+                .unwrap_or_else(|e| panic!("{node}: {my_app} with its own secret: {e}"));
+            for ex in seen.iter().filter(|e| &e.app == other_app) {
+                for m in [
+                    local_dirs_of(other_app, &ex.exec),
+                    BlockTransferMessage::OpenBlocks {
+                        app_id: other_app.clone(),
+                        exec_id: ex.exec.clone(),
+                        block_ids: vec!["shuffle_0_0_0".into(), "rdd_2_0".into()],
+                    },
+                    BlockTransferMessage::RemoveBlocks {
+                        app_id: other_app.clone(),
+                        exec_id: ex.exec.clone(),
+                        block_ids: vec!["rdd_2_0".into()],
+                    },
+                ] {
+                    let e = mine
+                        .rpc(&m)
+                        .expect_err("a request for another application was answered");
+                    assert!(
+                        e.contains(&format!("not authorized for application {other_app}")),
+                        "{node}: {e}"
+                    );
+                }
+            }
+            // the same connection is answered for its own executors registered on this node
+            for ex in seen.iter().filter(|e| &e.app == my_app && e.node == node) {
+                let body = mine
+                    .rpc(&local_dirs_of(my_app, &ex.exec))
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "{node}: {my_app} asking for its own executor {}: {e}",
+                            ex.exec
+                        )
+                    });
+                match BlockTransferMessage::decode(&body).expect("a reply") {
+                    BlockTransferMessage::LocalDirsForExecutors { dirs } => {
+                        assert_eq!(dirs.len(), 1);
+                        assert!(
+                            dirs[0].1.iter().all(|d| d.contains("/blockmgr-")),
+                            "{dirs:?}"
+                        );
+                        answered[me] += 1;
+                    }
+                    other => panic!("not LocalDirsForExecutors: {other:?}"),
+                }
+            }
+        }
+    }
+    assert!(
+        answered.iter().all(|n| *n > 0),
+        "each application reads its own executors' dirs: {answered:?} (executors seen: {seen:?})"
+    );
+    for d in &drivers {
+        c.kubectl_ok(&["-n", APPS, "delete", "pod", d, "--wait=false"]);
+    }
+    assert_cleaned_up(c, "both drivers deleted");
+    for n in &names {
+        c.delete_app(n);
+    }
 }
 
 /// History after the pods are gone (the application ran with deploy/spark's driver template):
@@ -641,7 +884,35 @@ fn webhdfs(spark: Spark, oauth: bool) {
         "the driver did not read its files from the staging server:\n{log}"
     );
     assert_staged("webhdfs", &log);
+
+    // The upload directory lives as long as the driver pod that names it, plus the staging
+    // server's --owner-grace (20 s on the test cluster, see cluster.rs).
+    let upload = log
+        .split("/spark-upload-")
+        .nth(1)
+        .map(|r| {
+            r.chars()
+                .take_while(|ch| ch.is_ascii_hexdigit() || *ch == '-')
+                .collect::<String>()
+        })
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| panic!("no upload directory in the driver's log:\n{log}"));
+    let status = format!("/webhdfs/v1/{credential}/uploads/spark-upload-{upload}?op=GETFILESTATUS");
+    let (code, body) = http_get(&ip, 10000, &status);
+    assert_eq!(
+        code, 200,
+        "the upload directory while its driver pod exists: {body}"
+    );
     c.delete_app(&name);
+    c.wait(
+        "the upload directory to be removed after its driver pod was deleted",
+        Duration::from_secs(180),
+        || {
+            let (code, body) = http_get(&ip, 10000, &status);
+            assert!(code == 200 || code == 404, "{code} {body}");
+            (code == 404).then_some(())
+        },
+    );
 }
 
 #[test]

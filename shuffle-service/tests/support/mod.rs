@@ -15,6 +15,14 @@ pub fn bm(root: &Path, n: u32) -> PathBuf {
     root.join(format!("blockmgr-00000000-0000-0000-0000-{n:012x}"))
 }
 
+/// The binary under test: this build's, or `SHUFFLE_SERVICE_BIN` (another build, e.g. the one
+/// before the attack tests existed: `shuffle-service/tests/attacks_on_old_build.sh`).
+pub fn service_bin() -> PathBuf {
+    std::env::var_os("SHUFFLE_SERVICE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shuffle-service")))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("0.0.0.0:0")
         .and_then(|l| l.local_addr())
@@ -43,7 +51,7 @@ impl Daemon {
     ) -> Daemon {
         let admin_port = free_port();
         let log = std::fs::File::create(log_path).expect("service log");
-        let child = Command::new(env!("CARGO_BIN_EXE_shuffle-service"))
+        let child = Command::new(service_bin())
             .args(["--bind", "0.0.0.0", "--port", &port.to_string()])
             .args(["--admin-port", &admin_port.to_string()])
             .args(if extra.contains(&"--kubeconfig") {

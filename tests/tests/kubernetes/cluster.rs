@@ -134,10 +134,21 @@ extern "C" {
 }
 
 impl Cluster {
-    /// deploy/ as docs/spark-on-k8s.md installs it, and the applications' namespace.
+    /// deploy/ as docs/spark-on-k8s.md installs it (with a shorter staging-server owner grace),
+    /// and the applications' namespace.
     fn install(&self) {
         let t0 = Instant::now();
         self.kubectl_ok(&["apply", "-k", "deploy/"]);
+        // One setting differs from deploy/: the staging server deletes an upload 20 s (not
+        // 5 min) after the last pod that names it, so a test can watch that happen.
+        self.kubectl_ok(&[
+            "-n",
+            "spark-sidecars",
+            "set",
+            "env",
+            "deploy/staging-server",
+            "STAGING_OWNER_GRACE=20s",
+        ]);
         self.kubectl_ok(&[
             "-n",
             "spark-sidecars",
