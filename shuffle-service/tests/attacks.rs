@@ -71,36 +71,16 @@ fn connect_from(ip: &str, port: u16) -> TcpStream {
 }
 
 fn socket2_connect(ip: &str, port: u16) -> TcpStream {
-    // std has no bind-before-connect; do it with libc.
-    use std::os::fd::FromRawFd;
+    use socket2::{Domain, Socket, Type};
     let local: SocketAddr = format!("{ip}:0").parse().expect("addr");
-    let SocketAddr::V4(l) = local else {
-        panic!("v4 only")
-    };
-    // SAFETY: plain socket calls on a fresh fd we own; the sockaddr structs outlive the calls.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0, "socket");
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        sa.sin_family = libc::AF_INET as u16;
-        sa.sin_addr.s_addr = u32::from_ne_bytes(l.ip().octets());
-        sa.sin_port = 0;
-        let r = libc::bind(
-            fd,
-            (&sa as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        );
-        assert_eq!(r, 0, "bind {ip}");
-        sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-        sa.sin_port = port.to_be();
-        let r = libc::connect(
-            fd,
-            (&sa as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        );
-        assert_eq!(r, 0, "connect from {ip}");
-        TcpStream::from_raw_fd(fd)
-    }
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.bind(&local.into())
+        .unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+    let server = SocketAddr::from(([127, 0, 0, 1], port));
+    // a service that stopped accepting fails the test instead of hanging it
+    s.connect_timeout(&server.into(), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("connect from {ip}: {e}"));
+    s.into()
 }
 
 /// A legitimate round trip from `ip`: register (idempotent) and read one block, timed.
@@ -558,7 +538,9 @@ fn a_second_instance_on_the_same_state_dir_fails_and_changes_nothing() {
         .expect("state")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    let out = std::process::Command::new(service_bin())
+    let out_path = tmp.path().join("second.log");
+    let out = std::fs::File::create(&out_path).expect("log");
+    let mut second = std::process::Command::new(service_bin())
         .args([
             "--no-kube",
             "--auth",
@@ -572,11 +554,28 @@ fn a_second_instance_on_the_same_state_dir_fails_and_changes_nothing() {
         .arg(&root)
         .arg("--state-dir")
         .arg(&state)
-        .output()
+        .stdout(out.try_clone().expect("log fd"))
+        .stderr(out)
+        .spawn()
         .expect("run second");
-    assert!(!out.status.success());
-    let err =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    // it must exit at once; one still running after 10 s has taken the state dir over
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = second.try_wait().expect("wait") {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let status = status.unwrap_or_else(|| {
+        panic!("a second instance on the same --state-dir kept running; its log:\n{err}")
+    });
+    assert!(!status.success());
     assert!(
         err.contains("in use by another shuffle-service")
             && err.contains(&format!("pid {}", first.child.id())),

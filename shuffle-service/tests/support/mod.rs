@@ -172,7 +172,11 @@ pub fn metric_labelled(admin_port: u16, name: &str, label: &str) -> f64 {
 }
 
 pub fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect admin");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect admin");
+    // a service that stopped answering fails the test instead of hanging it
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
