@@ -92,7 +92,8 @@ async fn application_list_at_scale() {
         ("incomplete only", "/?status=incomplete"),
         ("search + sort + page 3", "/?q=etl&sort=duration&page=3"),
     ];
-    println!("\nApplication list, {n} applications (logs written in {write_s:.1} s, first scan {load_s:.1} s)\n");
+    println!("\nApplication list, {n} applications (logs written in {write_s:.1} s, first scan {load_s:.1} s)");
+    println!("{}\n", run_context());
     println!("| request | median ms | max ms | HTML KiB |");
     println!("|---|---|---|---|");
     for (label, path) in cases {
@@ -113,4 +114,25 @@ async fn application_list_at_scale() {
             size as f64 / 1024.0
         );
     }
+}
+
+/// When, where and on what this ran: the date, the commit, the machine's load and cores.
+fn run_context() -> String {
+    let out = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "{}, commit {}, load average {}, {} cores",
+        out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        out("git", &["rev-parse", "--short", "HEAD"]),
+        load.join(" "),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
 }
