@@ -15,7 +15,9 @@ use sidecars_common::objstore::{self, S3Options};
 use sidecars_common::{admin, Admin, CommonArgs, Shutdown};
 
 use history_collector::access::{acl, AccessConfig, Cidr, ServerAcls};
-use history_collector::api::catalog::CatalogMetrics;
+use history_collector::catalog::loaded::ReplayBound;
+use history_collector::catalog::retention::Retention;
+use history_collector::catalog::{CatalogMetrics, Settings};
 use history_collector::ingest::auth::{Authenticator, SharedTokens, TokenReviewer};
 use history_collector::ingest::driver::DriverCheck;
 use history_collector::ingest::guard::{Guard, GuardMetrics};
@@ -109,6 +111,27 @@ struct Args {
     /// Which Spark History Server the REST API answers as, byte for byte: 4 (Spark 4.x) or 3.5 (Spark 3.5.x, for clients written against it).
     #[arg(long, env = "HISTORY_SPARK_API", default_value = "4")]
     spark_api: api::Dialect,
+    /// Estimated memory the applications kept replayed may hold (an application's whole
+    /// state is replayed from its log when one of its pages is asked for, and kept for the
+    /// next request, least recently used out first).
+    #[arg(long, env = "HISTORY_REPLAY_CACHE_BYTES", default_value = "1GiB", value_parser = parse_byte_size)]
+    replay_cache_bytes: u64,
+    /// Applications kept replayed at most.
+    #[arg(long, env = "HISTORY_REPLAY_CACHE_APPS", default_value_t = 64)]
+    replay_cache_apps: usize,
+    /// Delete event logs (every copy: the event-log directories' and the store's) last
+    /// updated longer ago than this, finished or not, as spark.history.fs.cleaner.maxAge
+    /// does [default: keep]
+    #[arg(long, env = "HISTORY_RETENTION_MAX_AGE", value_parser = parse_duration)]
+    retention_max_age: Option<Duration>,
+    /// Keep at most this many application attempts: the least recently updated finished
+    /// ones are deleted first (spark.history.fs.cleaner.maxNum) [default: no limit]
+    #[arg(long, env = "HISTORY_RETENTION_MAX_APPS")]
+    retention_max_apps: Option<usize>,
+    /// Keep at most this many bytes of event logs, deleting the least recently updated
+    /// finished applications first [default: no limit]
+    #[arg(long, env = "HISTORY_RETENTION_MAX_BYTES", value_parser = parse_byte_size)]
+    retention_max_bytes: Option<u64>,
     /// How often followed pod logs are written to storage.
     #[arg(long, env = "HISTORY_POD_LOG_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pod_log_flush_interval: Duration,
@@ -231,10 +254,25 @@ async fn collector(args: Args) -> anyhow::Result<()> {
 
     // the read side: the local event-log dirs and everything in the store (copies of those
     // dirs, logs shipped by agents, in-progress logs stored as parts)
-    let catalog = server::catalog(
+    let settings = Settings {
+        limits,
+        replay: ReplayBound {
+            max_bytes: args.replay_cache_bytes,
+            max_apps: args.replay_cache_apps,
+        },
+        retention: Retention {
+            max_age: args.retention_max_age,
+            max_apps: args.retention_max_apps,
+            max_bytes: args.retention_max_bytes,
+        },
+    };
+    if settings.retention.enabled() {
+        tracing::info!(retention = ?settings.retention, "event logs past the retention limits are deleted");
+    }
+    let (catalog, scans) = server::catalog(
         &args.event_log_dirs,
         Some(logs.clone()),
-        limits,
+        settings,
         catalog_metrics,
         args.poll_interval.max(Duration::from_secs(1)),
         shutdown.token(),
@@ -261,6 +299,13 @@ async fn collector(args: Args) -> anyhow::Result<()> {
         None => main.await?,
     }
     shutdown.drain().await;
+    // the rescans end on the same signal, writing the listing index last
+    if tokio::time::timeout(args.common.shutdown_timeout, scans)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the listing index was not written before the shutdown timeout; the next start reads the logs that changed again");
+    }
     Ok(())
 }
 

@@ -28,7 +28,7 @@ pub fn split_list(s: &str) -> Vec<String> {
 }
 
 /// An application's own ACL settings (from its first environment update).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppAcls {
     pub view_users: Vec<String>,
     pub view_groups: Vec<String>,

@@ -9,11 +9,11 @@
 //! other per-application path only to users who may view the application; others get
 //! Spark's 403, `user "<name>" is not authorized`.
 
-pub mod catalog;
 pub mod dialect;
 pub mod json;
 pub mod logs_zip;
 pub mod sql;
+pub mod stagedata;
 pub mod stages;
 
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use axum::routing::get;
 use axum::Extension;
 use axum::Router;
 
-pub use catalog::{Catalog, Entry};
+pub use crate::catalog::{Catalog, Entry};
 pub use dialect::Dialect;
 use json::*;
 
@@ -129,7 +129,7 @@ fn parse_date(s: &str) -> Option<i64> {
 }
 
 fn attempt_info(e: &Entry, dialect: Dialect) -> AttemptInfo {
-    let a = &e.app;
+    let a = &e.listing;
     let last = e.last_updated();
     AttemptInfo {
         attempt_id: a.attempt_id.clone(),
@@ -158,31 +158,32 @@ fn app_info(id: &str, attempts: &[Arc<Entry>], dialect: Dialect) -> ApplicationI
         id: id.to_string(),
         name: attempts
             .first()
-            .map(|e| e.app.name.clone())
+            .map(|e| e.listing.name.clone())
             .unwrap_or_default(),
         attempts: attempts.iter().map(|e| attempt_info(e, dialect)).collect(),
     }
 }
 
-/// Applications grouped by id, ordered as Spark lists them (latest end time first).
+/// Applications grouped by id, ordered as Spark lists them (latest end time first), each
+/// with its attempts newest first. One pass over the catalog, whatever its size.
 fn grouped(catalog: &Catalog) -> Vec<(String, Vec<Arc<Entry>>)> {
-    let mut ids: Vec<String> = catalog
-        .entries()
-        .iter()
-        .filter_map(|e| e.app.id.clone())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    let mut out: Vec<_> = ids
+    let mut by_id: std::collections::HashMap<String, Vec<Arc<Entry>>> =
+        std::collections::HashMap::new();
+    for e in catalog.entries() {
+        if let Some(id) = e.listing.id.clone() {
+            by_id.entry(id).or_default().push(e);
+        }
+    }
+    let mut out: Vec<_> = by_id
         .into_iter()
-        .map(|id| {
-            let a = catalog.attempts(&id);
+        .map(|(id, mut a)| {
+            a.sort_by_key(|e| std::cmp::Reverse(e.listing.start_time));
             (id, a)
         })
         .collect();
     out.sort_by(|(ia, a), (ib, b)| {
-        let ea = a.first().map(|e| e.app.end_time).unwrap_or(-1);
-        let eb = b.first().map(|e| e.app.end_time).unwrap_or(-1);
+        let ea = a.first().map(|e| e.listing.end_time).unwrap_or(-1);
+        let eb = b.first().map(|e| e.listing.end_time).unwrap_or(-1);
         eb.cmp(&ea).then_with(|| ib.cmp(ia))
     });
     out
@@ -232,10 +233,13 @@ async fn applications(
     for (id, attempts) in grouped(&catalog) {
         // as Spark: an application is running if its latest attempt is, and it is kept if
         // any attempt falls in the date windows (a running one only if maxEndDate is ahead)
-        let running = attempts.first().map(|e| !e.app.completed).unwrap_or(true);
+        let running = attempts
+            .first()
+            .map(|e| !e.listing.completed)
+            .unwrap_or(true);
         let status_ok = (running && want_running) || (!running && want_completed);
         let in_range = attempts.iter().any(|e| {
-            let a = &e.app;
+            let a = &e.listing;
             let start_ok = a.start_time >= min_date && a.start_time <= max_date;
             let end_ok = if running {
                 max_end > now
@@ -282,7 +286,7 @@ fn unknown_app(app_id: &str, tail: &[&str]) -> String {
 
 /// Whether `viewer` may view the attempt `e`.
 pub fn may_view(viewer: &Viewer, e: &Entry) -> bool {
-    viewer.may_view(&e.app.spark_user, e.app.acls.as_ref())
+    viewer.may_view(&e.listing.spark_user, e.listing.acls.as_ref())
 }
 
 async fn per_app(
@@ -308,7 +312,7 @@ async fn per_app(
         Some(attempt) => {
             let Some(e) = attempts
                 .iter()
-                .find(|e| e.app.attempt_id.as_deref() == Some(*attempt))
+                .find(|e| e.listing.attempt_id.as_deref() == Some(*attempt))
             else {
                 return not_found(unknown_app(app_id, tail));
             };
@@ -334,7 +338,7 @@ async fn per_app(
         return if zip_all {
             logs_zip::response(&attempts, app_id, format!("eventLogs-{app_id}.zip")).await
         } else {
-            let attempt = entry.app.attempt_id.clone().unwrap_or_default();
+            let attempt = entry.listing.attempt_id.clone().unwrap_or_default();
             logs_zip::response(
                 std::slice::from_ref(&entry),
                 app_id,
@@ -343,7 +347,8 @@ async fn per_app(
             .await
         };
     }
-    let app = &entry.app;
+    let app = catalog.app(&entry).await;
+    let app = &*app;
     let run_ms = if app.completed {
         app.end_time - app.start_time
     } else {
@@ -376,7 +381,7 @@ async fn per_app(
             Some(j) => json_ok(&job_data(j)),
             None => not_found(format!("unknown job: {id}")),
         },
-        ["stages", rest @ ..] => stages::route(&entry, rest, &ps, dialect),
+        ["stages", rest @ ..] => stages::route(app, rest, &ps, dialect),
         ["executors"] => {
             // Spark lists the active ones by its "active" index reversed: ids descending
             let v: Vec<ExecutorSummary> = app

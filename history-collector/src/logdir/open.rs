@@ -105,6 +105,24 @@ impl Root {
         self.resolve(rel, READ_FLAGS | OFlag::O_DIRECTORY)
     }
 
+    /// Removes the file (or, with `dir`, the empty directory) `rel` beneath this directory.
+    /// The parent is reached without following links and the name itself is unlinked, so a
+    /// link put in a log's place is removed, never what it points to.
+    pub fn remove(&self, rel: &str, dir: bool) -> io::Result<()> {
+        check_rel(rel)?;
+        let (parent, name) = match rel.rsplit_once('/') {
+            Some((p, n)) => (Some(self.open_dir(p)?), n),
+            None => (None, rel),
+        };
+        let at = parent.as_ref().map_or(self.fd.as_fd(), |p| p.as_fd());
+        let how = if dir {
+            nix::unistd::UnlinkatFlags::RemoveDir
+        } else {
+            nix::unistd::UnlinkatFlags::NoRemoveDir
+        };
+        nix::unistd::unlinkat(at, name, how).map_err(|e| err(e, &self.path.join(rel)))
+    }
+
     fn resolve(&self, rel: &str, flags: OFlag) -> io::Result<OwnedFd> {
         check_rel(rel)?;
         let what = self.path.join(rel);

@@ -7,9 +7,11 @@
 
 pub mod accumulables;
 mod exclusion;
+pub mod listing;
 mod ordered;
 pub mod pipeline;
 pub mod scala_order;
+mod size;
 pub mod sql;
 pub mod storage;
 mod taskjson;
@@ -363,13 +365,25 @@ fn bump(summary: &mut Vec<(String, i64)>, reason: String) {
 }
 
 impl App {
-    /// Replays a whole log.
-    pub fn load(src: &LogSource) -> App {
-        let mut app = App {
+    /// An application before its first event.
+    pub fn empty() -> App {
+        App {
             end_time: -1,
             default_cpus_per_task: 1,
             ..App::default()
-        };
+        }
+    }
+
+    /// Replays a whole log; a running application's tasks are timed up to now.
+    pub fn load(src: &LogSource) -> App {
+        Self::load_as_of(src, crate::clock::now_ms())
+    }
+
+    /// Replays a whole log; a running application's tasks are timed up to `last_scan_ms`
+    /// (when the catalog last saw the log change: Spark's "last updated" of a running
+    /// application).
+    pub fn load_as_of(src: &LogSource, last_scan_ms: i64) -> App {
+        let mut app = App::empty();
         let mut replay = pipeline::Replay::new(&mut app);
         let mut stats = eventlog::replay_blocks(src, &mut |block| replay.push_block(block));
         let (lines, invalid) = replay.finish();
@@ -383,7 +397,7 @@ impl App {
         let last_update = if app.completed {
             src.modified_ms
         } else {
-            crate::clock::now_ms()
+            last_scan_ms
         };
         app.tasks.finish(last_update);
         app

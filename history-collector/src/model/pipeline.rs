@@ -422,12 +422,12 @@ mod tests {
 
     /// Everything the API would answer about the app, as JSON lines.
     fn summary(app: &App) -> String {
-        use crate::api::{json, stages};
+        use crate::api::{json, stagedata};
         let j = |v: &dyn erased::Ser| v.json();
         let mut out = vec![app.events.to_string()];
         out.extend(app.jobs.values().map(|x| j(&json::job_data(x))));
         let d = crate::api::Dialect::default();
-        out.extend(app.stages.values().map(|x| j(&json::stage_data(x, d))));
+        out.extend(app.stages.values().map(|x| j(&stagedata::stage_data(x, d))));
         out.extend(
             app.executors
                 .values()
@@ -435,7 +435,7 @@ mod tests {
         );
         for key in app.stages.keys() {
             let tasks = app.tasks.stage_tasks(*key);
-            out.extend(tasks.iter().map(|t| j(&stages::task_data(app, t, d))));
+            out.extend(tasks.iter().map(|t| j(&stagedata::task_data(app, t, d))));
         }
         out.join("\n")
     }

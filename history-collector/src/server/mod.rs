@@ -14,10 +14,9 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{viewer, AccessConfig};
-use crate::api::catalog::CatalogMetrics;
-use crate::api::{self, Catalog};
+use crate::api;
+use crate::catalog::{Catalog, CatalogMetrics, Settings};
 use crate::ingest::layout::LogStore;
-use crate::logdir::admit::Limits;
 use crate::{logs, ui};
 
 /// The API, the UI and (with a store) the container logs over `catalog`, each request
@@ -39,19 +38,20 @@ pub fn router(catalog: Arc<Catalog>, store: Option<LogStore>, access: AccessConf
         ))
 }
 
-/// A catalog over `dirs` and `store`, rescanned every `every` until `stop`. Call it within
+/// A catalog over `dirs` and `store`, rescanned every `every` until `stop`, and the task
+/// that rescans it (it ends after `stop`, once the listing index is written). Call it within
 /// the Tokio runtime.
 pub fn catalog(
     dirs: &[PathBuf],
     store: Option<LogStore>,
-    limits: Limits,
+    settings: Settings,
     metrics: CatalogMetrics,
     every: Duration,
     stop: CancellationToken,
-) -> Arc<Catalog> {
-    let catalog = Arc::new(Catalog::build(dirs.to_vec(), store, limits, metrics));
-    tokio::spawn(catalog.clone().run(every, stop));
-    catalog
+) -> (Arc<Catalog>, tokio::task::JoinHandle<()>) {
+    let catalog = Arc::new(Catalog::build(dirs.to_vec(), store, settings, metrics));
+    let scans = tokio::spawn(catalog.clone().run(every, stop));
+    (catalog, scans)
 }
 
 /// The API and the UI over `event_log_dirs` and, when `storage_url` is a `file://` URL, the
@@ -73,10 +73,10 @@ pub fn service(
         },
         None => None,
     };
-    let catalog = catalog(
+    let (catalog, _scans) = catalog(
         event_log_dirs,
         store.clone(),
-        Limits::default(),
+        Settings::default(),
         CatalogMetrics::default(),
         every,
         stop,

@@ -253,7 +253,7 @@ pub fn job_table(ctx: &Ctx, title: &str, id: &str, jobs: &[&Job], end: i64) -> S
         esc(title),
         fmt::group(jobs.len() as i64)
     );
-    b.push_str(&super::stages::pager(ctx, &param, page, pages, id));
+    b.push_str(&super::html::pager(&ctx.query, &param, page, pages, id));
     let _ = write!(
         b,
         "<table id=\"{id}\" class=\"listing sortable\"><thead><tr>{}{}{}{}<th>Stages: succeeded/total</th><th>Tasks (all stages): succeeded/total</th></tr></thead><tbody>",

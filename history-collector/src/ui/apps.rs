@@ -56,7 +56,7 @@ pub fn contains_ci(hay: &str, needle: &str) -> bool {
 }
 
 fn duration(e: &Entry) -> i64 {
-    let a = &e.app;
+    let a = &e.listing;
     if a.completed {
         a.end_time - a.start_time
     } else {
@@ -65,7 +65,7 @@ fn duration(e: &Entry) -> i64 {
 }
 
 fn compare(key: &str, x: &Entry, y: &Entry) -> Ordering {
-    let (a, b) = (&x.app, &y.app);
+    let (a, b) = (&x.listing, &y.listing);
     match key {
         "id" => a.id.cmp(&b.id),
         "name" => a.name.cmp(&b.name),
@@ -84,7 +84,7 @@ fn compare(key: &str, x: &Entry, y: &Entry) -> Ordering {
 
 /// The status text of an attempt and whether it is bad (failed or killed).
 fn status(ends: &HashMap<String, k8s::DriverEnd>, e: &Entry) -> (String, Option<String>) {
-    let a = &e.app;
+    let a = &e.listing;
     if a.completed {
         return match a.exit_code {
             Some(c) if c != 0 => ("failed".into(), Some(format!("exit code {c}"))),
@@ -108,13 +108,13 @@ pub async fn index(State(catalog): State<Arc<Catalog>>, RawQuery(raw): RawQuery)
 pub async fn list(catalog: &Catalog, q: &Query) -> String {
     let all = catalog.entries();
     let total = all.len();
-    let incomplete_total = all.iter().filter(|e| !e.app.completed).count();
-    let any_attempts = all.iter().any(|e| e.app.attempt_id.is_some());
+    let incomplete_total = all.iter().filter(|e| !e.listing.completed).count();
+    let any_attempts = all.iter().any(|e| e.listing.attempt_id.is_some());
     let mut attempts: HashMap<&str, usize> = HashMap::new();
     if any_attempts {
         for e in &all {
             *attempts
-                .entry(e.app.id.as_deref().unwrap_or(""))
+                .entry(e.listing.id.as_deref().unwrap_or(""))
                 .or_default() += 1;
         }
     }
@@ -124,7 +124,7 @@ pub async fn list(catalog: &Catalog, q: &Query) -> String {
     let mut rows: Vec<&Arc<Entry>> = all
         .iter()
         .filter(|e| {
-            let a = &e.app;
+            let a = &e.listing;
             let status_ok = match show {
                 "completed" => a.completed,
                 "incomplete" | "running" => !a.completed,
@@ -226,7 +226,7 @@ pub async fn list(catalog: &Catalog, q: &Query) -> String {
     }
     b.push_str("<th>Status</th></tr></thead><tbody>\n");
     for e in shown {
-        let a = &e.app;
+        let a = &e.listing;
         let id = a.id.as_deref().unwrap_or("");
         let href = match &a.attempt_id {
             Some(att) => format!("/history/{}/{}/", seg(id), seg(att)),

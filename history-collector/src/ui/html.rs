@@ -198,6 +198,32 @@ pub fn shorten(s: &str, max: usize) -> String {
     }
 }
 
+/// Previous / next links for a table paged by query parameter `param`, relative to the
+/// current page (the other parameters kept), jumping back to the table `anchor`.
+pub fn pager(query: &Query, param: &str, page: usize, pages: usize, anchor: &str) -> String {
+    if pages <= 1 {
+        return String::new();
+    }
+    let mut s = format!("<nav class=\"pager\">Page {page} of {pages}");
+    let link = |p: usize, label: &str| {
+        format!(
+            " <a href=\"{}#{}-h\">{label}</a>",
+            esc(&query.with(&[(param, Some(&p.to_string()))])),
+            esc(anchor)
+        )
+    };
+    if page > 1 {
+        s.push_str(&link(1, "« first"));
+        s.push_str(&link(page - 1, "‹ previous"));
+    }
+    if page < pages {
+        s.push_str(&link(page + 1, "next ›"));
+        s.push_str(&link(pages, "last »"));
+    }
+    s.push_str("</nav>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,10 +50,10 @@ impl From<driver_end::DriverEnd> for DriverEnd {
 /// The recorded end of the driver pod of `entry`'s application, if its log is incomplete and
 /// the pod watch recorded one in the store.
 pub async fn driver_end(catalog: &Catalog, entry: &Entry) -> Option<DriverEnd> {
-    if entry.app.completed {
+    if entry.listing.completed {
         return None;
     }
-    let (store, id) = (catalog.store()?, entry.app.id.as_deref()?);
+    let (store, id) = (catalog.store()?, entry.listing.id.as_deref()?);
     match driver_end::load(store, id).await {
         Ok(end) => end.map(DriverEnd::from),
         Err(err) => {
@@ -67,8 +67,8 @@ pub async fn driver_end(catalog: &Catalog, entry: &Entry) -> Option<DriverEnd> {
 pub async fn driver_ends(catalog: &Catalog, entries: &[&Arc<Entry>]) -> HashMap<String, DriverEnd> {
     let wanted = entries
         .iter()
-        .filter(|e| !e.app.completed)
-        .map(|e| async move { Some((e.app.id.clone()?, driver_end(catalog, e).await?)) });
+        .filter(|e| !e.listing.completed)
+        .map(|e| async move { Some((e.listing.id.clone()?, driver_end(catalog, e).await?)) });
     futures::future::join_all(wanted)
         .await
         .into_iter()

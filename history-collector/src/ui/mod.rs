@@ -59,6 +59,8 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
 pub struct Ctx {
     pub catalog: Arc<Catalog>,
     pub entry: Arc<Entry>,
+    /// The attempt's whole state, replayed on demand (see [`Catalog::app`]).
+    pub app: Arc<crate::model::App>,
     pub app_id: String,
     /// The attempt named in the URL, if any.
     pub attempt: Option<String>,
@@ -69,7 +71,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn app(&self) -> &crate::model::App {
-        &self.entry.app
+        &self.app
     }
 
     /// A link to an application page: `base` + `rel` (already escaped).
@@ -129,7 +131,7 @@ async fn dispatch(
         Some(first) if !PAGES.contains(first) => {
             match attempts
                 .iter()
-                .find(|e| e.app.attempt_id.as_deref() == Some(*first))
+                .find(|e| e.listing.attempt_id.as_deref() == Some(*first))
             {
                 Some(e) => {
                     attempt = Some(first.to_string());
@@ -150,9 +152,11 @@ async fn dispatch(
         None => format!("/history/{}/", seg(app_id)),
     };
     let query = Query::parse(raw.as_deref());
+    let app = catalog.app(&entry).await;
     let ctx = Ctx {
         catalog,
         entry,
+        app,
         app_id: app_id.to_string(),
         attempt,
         base,

@@ -18,8 +18,8 @@ use super::timeline::{self, TaskPhases};
 use super::{app_not_found, bad_request, Ctx};
 // the UI reads the REST shapes as Spark 4 answers them (every field); the dialect only
 // matters to clients wanting byte-identical JSON
-use crate::api::json::stage_data;
-use crate::api::stages::{task_summary, N};
+use crate::api::stagedata::stage_data;
+use crate::api::stagedata::{task_summary, N};
 use crate::model::m;
 use crate::model::tasks::{TaskRec, TaskState};
 
@@ -563,7 +563,7 @@ fn summary_table(n: &N) -> String {
 fn hints(
     ctx: &Ctx,
     tasks: &[TaskRec],
-    d: &crate::api::json::StageData,
+    d: &crate::api::stagedata::StageData,
     log_links: &dyn Fn(&str) -> String,
 ) -> String {
     let mut b = String::new();
@@ -756,8 +756,8 @@ fn task_table(ctx: &Ctx, all: &[TaskRec], log_links: &dyn Fn(&str) -> String) ->
         ));
     }
     b.push_str("</p>");
-    b.push_str(&super::stages::pager(
-        ctx,
+    b.push_str(&super::html::pager(
+        &ctx.query,
         "task.page",
         page,
         pages,
@@ -850,8 +850,8 @@ fn task_table(ctx: &Ctx, all: &[TaskRec], log_links: &dyn Fn(&str) -> String) ->
         b.push_str("</tr>");
     }
     b.push_str("</tbody></table></div>");
-    b.push_str(&super::stages::pager(
-        ctx,
+    b.push_str(&super::html::pager(
+        &ctx.query,
         "task.page",
         page,
         pages,

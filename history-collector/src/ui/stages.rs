@@ -5,42 +5,16 @@ use std::fmt::Write;
 
 use axum::response::Response;
 
-use super::html::{esc, progress, th};
+use super::html::{esc, pager, progress, th};
 use super::layout::{render, Tab};
 use super::{fmt, Ctx};
 // the UI reads the REST shapes as Spark 4 answers them (every field); the dialect only
 // matters to clients wanting byte-identical JSON
-use crate::api::json::stage_data;
+use crate::api::stagedata::stage_data;
 use crate::model::{Stage, StageStatus};
 
 /// Stages per table page.
 const STAGES_PAGE: usize = 100;
-
-/// Previous / next links for a table paged by query parameter `param`, relative to the
-/// current page (the other parameters kept), jumping back to the table `anchor`.
-pub fn pager(ctx: &Ctx, param: &str, page: usize, pages: usize, anchor: &str) -> String {
-    if pages <= 1 {
-        return String::new();
-    }
-    let mut s = format!("<nav class=\"pager\">Page {page} of {pages}");
-    let link = |p: usize, label: &str| {
-        format!(
-            " <a href=\"{}#{}-h\">{label}</a>",
-            esc(&ctx.query.with(&[(param, Some(&p.to_string()))])),
-            esc(anchor)
-        )
-    };
-    if page > 1 {
-        s.push_str(&link(1, "« first"));
-        s.push_str(&link(page - 1, "‹ previous"));
-    }
-    if page < pages {
-        s.push_str(&link(page + 1, "next ›"));
-        s.push_str(&link(pages, "last »"));
-    }
-    s.push_str("</nav>");
-    s
-}
 
 pub fn page(ctx: &Ctx) -> Response {
     let a = ctx.app();
@@ -99,7 +73,7 @@ pub fn stage_table(ctx: &Ctx, title: &str, id: &str, stages: &[&Stage], paged: b
         esc(title),
         fmt::group(stages.len() as i64)
     );
-    b.push_str(&pager(ctx, &param, page, pages, id));
+    b.push_str(&pager(&ctx.query, &param, page, pages, id));
     let _ = write!(
         b,
         "<table id=\"{id}\" class=\"listing sortable stages\"><thead><tr>{}{}{}{}<th>Tasks: succeeded/total</th>{}{}{}{}{}</tr></thead><tbody>",

@@ -131,6 +131,11 @@ impl TaskStore {
         }
     }
 
+    /// How many tasks are running (held in memory).
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
     /// Number of tasks recorded for a stage attempt.
     pub fn count(&self, stage: (i64, i64)) -> usize {
         self.runs

@@ -1,0 +1,136 @@
+//! What the application list shows of one attempt, read without replaying the whole log.
+//!
+//! The listing fields (id, name, attempt, times, user, Spark version, whether it completed
+//! and how it exited, its view ACLs) come from four events only: the log start, the
+//! application start and end and the first environment update. [`Listing::scan`] reads the
+//! log as a replay does (same reader, same codecs, same line limit) but parses only the
+//! lines of those events, and applies them through [`App::apply_line`], so every field is
+//! computed by the same code a full replay runs: [`Listing::of`] a replayed [`App`] equals
+//! the scan of its log (a test checks it over real Spark logs).
+//!
+//! Spark writes every event as one line starting `{"Event":"SparkListener<Name>"`; a line
+//! laid out otherwise (a hand-written or re-serialised log) is parsed to learn its name.
+
+use serde::{Deserialize, Serialize};
+
+use super::App;
+use crate::access::AppAcls;
+use crate::eventlog::{self, LogSource, ReadStats};
+
+/// The listing fields of one application attempt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub id: Option<String>,
+    pub name: String,
+    pub attempt_id: Option<String>,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub spark_user: String,
+    pub spark_version: String,
+    pub completed: bool,
+    pub exit_code: Option<i64>,
+    /// The view and admin ACLs of the first environment update (see [`App::acls`]).
+    pub acls: Option<AppAcls>,
+}
+
+/// The events the listing is made of, as Spark names them after `SparkListener`.
+const LISTED: [&[u8]; 4] = [
+    b"LogStart\"",
+    b"ApplicationStart\"",
+    b"ApplicationEnd\"",
+    b"EnvironmentUpdate\"",
+];
+
+/// Whether `line` is one of the [`LISTED`] events.
+fn listed(line: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"{\"Event\":\"SparkListener";
+    match line.strip_prefix(PREFIX) {
+        Some(rest) => LISTED.iter().any(|name| rest.starts_with(name)),
+        // Spark's layout always starts with the name; anything else is looked at whole
+        None if line.starts_with(b"{\"Event\":\"") => false,
+        None => serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| {
+                v.get("Event")?
+                    .as_str()?
+                    .strip_prefix("SparkListener")
+                    .map(|n| {
+                        LISTED
+                            .iter()
+                            .any(|l| l.strip_suffix(b"\"") == Some(n.as_bytes()))
+                    })
+            })
+            .unwrap_or(false),
+    }
+}
+
+impl Listing {
+    /// The listing fields of a replayed application.
+    pub fn of(app: &App) -> Listing {
+        Listing {
+            id: app.id.clone(),
+            name: app.name.clone(),
+            attempt_id: app.attempt_id.clone(),
+            start_time: app.start_time,
+            end_time: app.end_time,
+            spark_user: app.spark_user.clone(),
+            spark_version: app.spark_version.clone(),
+            completed: app.completed,
+            exit_code: app.exit_code,
+            acls: app.acls.clone(),
+        }
+    }
+
+    /// Reads `src` for its listing fields only (see the module's text).
+    pub fn scan(src: &LogSource) -> (Listing, ReadStats) {
+        let mut app = App::empty();
+        let mut stats = eventlog::replay_blocks(src, &mut |block| {
+            for line in block.lines() {
+                if listed(line) {
+                    app.apply_line(line);
+                }
+            }
+            block
+        });
+        stats.lines = 0;
+        (Listing::of(&app), stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_listed_events_are_picked() {
+        for (line, want) in [
+            (
+                &br#"{"Event":"SparkListenerLogStart","Spark Version":"4.3.0"}"#[..],
+                true,
+            ),
+            (
+                br#"{"Event":"SparkListenerApplicationStart","App Name":"x"}"#,
+                true,
+            ),
+            (
+                br#"{"Event":"SparkListenerApplicationEnd","Timestamp":1}"#,
+                true,
+            ),
+            (br#"{"Event":"SparkListenerEnvironmentUpdate"}"#, true),
+            (br#"{"Event":"SparkListenerTaskEnd","Stage ID":1}"#, false),
+            (br#"{"Event":"SparkListenerApplicationStartX"}"#, false),
+            (
+                br#"{"Event":"org.apache.spark.sql.execution.ui.SparkListenerSQLExecutionStart"}"#,
+                false,
+            ),
+            (
+                br#"{ "Timestamp":1, "Event":"SparkListenerApplicationEnd"}"#,
+                true,
+            ),
+            (br#"{ "Timestamp":1, "Event":"SparkListenerJobEnd"}"#, false),
+            (b"garbage", false),
+        ] {
+            assert_eq!(listed(line), want, "{}", String::from_utf8_lossy(line));
+        }
+    }
+}
