@@ -51,8 +51,8 @@ if [ "$(cat "$work/generated" 2>/dev/null)" != "$n $(sha256sum < "$src")" ]; the
   "$py" "$bench/scale_gen.py" "$src" "$work/logs" "$work/store" "$n" | tee "$work/gen.out"
   echo "$n $(sha256sum < "$src")" > "$work/generated"
 fi
-oldest=$(ls -tr "$work/logs" | head -1)
-oldest_end=$(stat -c %Y "$work/logs/$oldest")000
+# the application that ended first (the generator's first); its end is the file's time
+oldest_end=$(find "$work/logs" -type f -printf '%T@\n' | sort -n | awk 'NR == 1 { printf "%d000", $1 }')
 
 (cd "$here" && cargo build --release -q -p history-collector)
 bin=$CARGO_TARGET_DIR/release/history-collector
@@ -84,7 +84,7 @@ shs() {
   echo "$r"
 }
 
-cat "$work"/logs/* > /dev/null # both read from the page cache
+find "$work/logs" -type f -exec cat {} + > /dev/null # both read from the page cache
 rm -rf "$work/store/index" "$work/data" "$work/shs-store"; mkdir -p "$work/shs-store"
 ours_cold=$(ours cold); ours_warm=$(ours restart)
 shs_cold=$(shs cold); shs_warm=$(shs restart)
