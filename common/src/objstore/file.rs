@@ -344,50 +344,26 @@ impl ObjectStore for FileStore {
         } else {
             self.root.join(dir_part)
         };
-        let mut keys = Vec::new();
-        let mut stack = vec![start];
-        while let Some(dir) = stack.pop() {
-            let mut rd = match fs::read_dir(&dir).await {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(source) => {
-                    return Err(StoreError::Io {
-                        url: format!("file://{}", dir.display()),
-                        source,
-                    })
-                }
-            };
-            while let Some(entry) = rd.next_entry().await.map_err(|source| StoreError::Io {
-                url: format!("file://{}", dir.display()),
-                source,
-            })? {
-                let path = entry.path();
-                let Ok(rel) = path.strip_prefix(&self.root) else {
-                    continue;
-                };
-                let Some(rel) = rel.to_str() else { continue };
-                if rel == RESERVED {
-                    continue;
-                }
-                let ft = entry.file_type().await.map_err(self.io(rel))?;
-                if ft.is_dir() {
-                    let as_dir = format!("{rel}/");
-                    if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                        stack.push(path);
-                    }
-                } else if ft.is_file() && rel.starts_with(prefix) {
-                    keys.push(rel.to_string());
-                }
-            }
-        }
-        keys.sort();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            match self.meta_of(&key, &self.root.join(&key)).await {
-                Ok(m) => out.push(m),
-                // deleted while listing
-                Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+        // one blocking walk (a trip to the blocking pool per directory entry costs more than
+        // the entry itself when there are many)
+        let (root, want) = (self.root.clone(), prefix.to_string());
+        let walked = tokio::task::spawn_blocking(move || walk(&root, &start, &want))
+            .await
+            .map_err(|e| StoreError::Other {
+                url: self.url.clone(),
+                message: format!("list task failed: {e}"),
+            })??;
+        let mut out = Vec::with_capacity(walked.len());
+        for found in walked {
+            match found {
+                Walked::Meta(m) => out.push(m),
+                // no recorded hash: computed (and recorded) the slow way
+                Walked::Unhashed(key) => match self.meta_of(&key, &self.root.join(&key)).await {
+                    Ok(m) => out.push(m),
+                    // deleted while listing
+                    Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                },
             }
         }
         Ok(out)
@@ -428,6 +404,72 @@ impl ObjectStore for FileStore {
         }
         Ok(())
     }
+}
+
+/// What a walk found of one object.
+enum Walked {
+    Meta(ObjectMeta),
+    /// A file without its hash attribute.
+    Unhashed(String),
+}
+
+/// Every object under `start` whose key starts with `prefix`, sorted by key.
+fn walk(root: &Path, start: &Path, prefix: &str) -> Result<Vec<Walked>> {
+    let io = |p: &Path| {
+        let url = format!("file://{}", p.display());
+        move |source| StoreError::Io { url, source }
+    };
+    let mut keys = Vec::new();
+    let mut stack = vec![start.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(io(&dir))?;
+            let path = entry.path();
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let Some(rel) = rel.to_str() else { continue };
+            if rel == RESERVED {
+                continue;
+            }
+            let ft = entry.file_type().map_err(io(&path))?;
+            if ft.is_dir() {
+                let as_dir = format!("{rel}/");
+                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                    stack.push(path);
+                }
+            } else if ft.is_file() && rel.starts_with(prefix) {
+                keys.push(rel.to_string());
+            }
+        }
+    }
+    keys.sort();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let path = root.join(&key);
+        let md = match std::fs::metadata(&path) {
+            Ok(md) if md.is_file() => md,
+            // deleted (or replaced) while listing
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        out.push(match read_sha_xattr(&path) {
+            Some(sha256) => Walked::Meta(ObjectMeta {
+                key,
+                size: md.len(),
+                sha256,
+                last_modified: mtime(&md),
+            }),
+            None => Walked::Unhashed(key),
+        });
+    }
+    Ok(out)
 }
 
 fn read_sha_xattr(path: &Path) -> Option<String> {

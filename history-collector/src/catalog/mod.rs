@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
-use crate::eventlog::{self, LogSource, Origin};
+use crate::eventlog::{self, LogSource, Origin, SourceFile};
 use crate::ingest::layout::{self, LogStore};
 use crate::logdir::admit::{self, Admission, AdmitMetrics, Ident, Limits, Refusal, Verdict};
 use crate::logdir::names;
@@ -176,6 +176,8 @@ pub struct Catalog {
     replays: tokio::sync::Semaphore,
     index: Mutex<IndexState>,
     retention: Retention,
+    /// Threads reading listings at once (each reads one log at a time).
+    scan_threads: usize,
 }
 
 /// Whether the application a replay found is the one the log's name says.
@@ -239,6 +241,7 @@ impl Catalog {
             metrics,
             index: Mutex::new(IndexState::default()),
             retention: settings.retention,
+            scan_threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
         }
     }
 
@@ -396,6 +399,7 @@ impl Catalog {
         };
         let mut changed = false;
         let mut seen = std::collections::HashSet::new();
+        let mut to_read = Vec::new();
         for (key, src) in found {
             seen.insert(key.clone());
             let now = now_ms();
@@ -437,33 +441,10 @@ impl Catalog {
                 }
                 continue;
             }
-            changed = true;
-            let (listing, stats) = Listing::scan(&src);
-            self.metrics.listing_reads.inc();
-            if stats.long_lines > 0 {
-                self.metrics.long_lines.inc_by(stats.long_lines);
-            }
-            if !named_right(&key, &listing) {
-                self.unlist(&key, src, &listing);
-                continue;
-            }
-            if let Ok(mut u) = self.unlisted.lock() {
-                u.remove(&key);
-            }
-            let loaded_ms = now_ms();
-            let entry = Arc::new(Entry {
-                key: key.clone(),
-                dir_uri: src.origin.uri(),
-                retry: stats.unreadable > 0,
-                source: src,
-                listing,
-                loaded_ms,
-                read_ms: loaded_ms - now,
-            });
-            if let Ok(mut m) = self.entries.write() {
-                m.insert(key, entry);
-            }
+            to_read.push((key, src));
         }
+        changed |= !to_read.is_empty();
+        self.read_listings(to_read);
         if let Ok(mut m) = self.entries.write() {
             let before = m.len();
             m.retain(|k, e| {
@@ -493,6 +474,57 @@ impl Catalog {
         self.write_index(false);
     }
 
+    /// Reads the listing of each new or changed log and lists it (or says why not), on a
+    /// few threads at once: each log is read on its own.
+    fn read_listings(&self, logs: Vec<(String, LogSource)>) {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let read_one = |key: &str, src: &LogSource| {
+            let started = now_ms();
+            let (listing, stats) = Listing::scan(src);
+            self.metrics.listing_reads.inc();
+            if stats.long_lines > 0 {
+                self.metrics.long_lines.inc_by(stats.long_lines);
+            }
+            if !named_right(key, &listing) {
+                self.unlist(key, src.clone(), &listing);
+                return;
+            }
+            if let Ok(mut u) = self.unlisted.lock() {
+                u.remove(key);
+            }
+            let loaded_ms = now_ms();
+            let entry = Arc::new(Entry {
+                key: key.to_string(),
+                dir_uri: src.origin.uri(),
+                retry: stats.unreadable > 0,
+                source: src.clone(),
+                listing,
+                loaded_ms,
+                read_ms: loaded_ms - started,
+            });
+            if let Ok(mut m) = self.entries.write() {
+                m.insert(key.to_string(), entry);
+            }
+        };
+        let work = || {
+            while let Some((key, src)) =
+                logs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            {
+                read_one(key, src);
+            }
+        };
+        let threads = self.scan_threads.min(logs.len());
+        if threads <= 1 {
+            return work();
+        }
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
+            }
+            work();
+        });
+    }
+
     /// Reads the persisted index, once.
     fn read_index(&self) {
         let Some((store, rt)) = &self.store else {
@@ -507,12 +539,75 @@ impl Catalog {
         ix.read = true;
         let t = Instant::now();
         let rows = rt.block_on(index::read(store.store().as_ref()));
+        // listed at once, before the scan that checks them against the logs (which drops the
+        // rows of logs gone and reads those that changed), as Spark's History Server lists
+        // from its listing database
+        let mut early = 0;
+        if let Ok(mut m) = self.entries.write() {
+            for row in rows.values() {
+                let Some(source) = self.source_of(row) else {
+                    continue;
+                };
+                m.entry(row.key.clone()).or_insert_with(|| {
+                    early += 1;
+                    Arc::new(Entry {
+                        key: row.key.clone(),
+                        dir_uri: row.origin.clone(),
+                        retry: false,
+                        source,
+                        listing: row.listing.clone(),
+                        loaded_ms: row.loaded_ms,
+                        read_ms: 0,
+                    })
+                });
+            }
+        }
+        self.metrics.index_rows_used.inc_by(early);
         tracing::info!(
             rows = rows.len(),
+            listed = early,
             ms = t.elapsed().as_millis() as u64,
             "read the listing index"
         );
         ix.rows = Some(rows);
+    }
+
+    /// The log a row of the index was read from, if it names a place this catalog reads.
+    fn source_of(&self, row: &Row) -> Option<LogSource> {
+        let origin = match self
+            .dirs
+            .iter()
+            .find(|d| Origin::Dir(d.to_path_buf()).uri() == row.origin)
+        {
+            Some(d) => Origin::Dir(d.clone()),
+            None => {
+                let (store, rt) = self.store.as_ref()?;
+                let o = Origin::Store {
+                    store: store.clone(),
+                    log: row.key.clone(),
+                    rt: rt.clone(),
+                };
+                (o.uri() == row.origin).then_some(o)?
+            }
+        };
+        let files: Vec<SourceFile> = row
+            .files
+            .iter()
+            .map(|(rel, len, modified_ms)| SourceFile {
+                rel: rel.clone(),
+                len: *len,
+                modified_ms: *modified_ms,
+            })
+            .collect();
+        Some(LogSource {
+            origin,
+            name: row.name.clone(),
+            in_progress: row.in_progress,
+            size: files.iter().map(|f| f.len).sum(),
+            max_line_bytes: self.limits.max_line_bytes,
+            modified_ms: files.last()?.modified_ms,
+            files,
+        })
     }
 
     /// Writes the index if the listing changed, at most every [`index::WRITE_EVERY`] unless

@@ -64,6 +64,23 @@ fn listed(line: &[u8]) -> bool {
     }
 }
 
+fn is_environment(line: &[u8]) -> bool {
+    line.starts_with(b"{\"Event\":\"SparkListenerEnvironmentUpdate\"")
+}
+
+/// The ACLs of an environment update, as a replay takes them (see [`App::apply_line`]),
+/// with only its Spark properties built; `None` if the line does not parse.
+fn environment_acls(line: &[u8]) -> Option<AppAcls> {
+    #[derive(Deserialize)]
+    struct Environment {
+        #[serde(rename = "Spark Properties")]
+        spark: Option<serde_json::Value>,
+    }
+    // held to what a replay parses: valid UTF-8, then JSON
+    let env: Environment = serde_json::from_str(std::str::from_utf8(line).ok()?).ok()?;
+    Some(AppAcls::from_properties(&super::pairs(env.spark.as_ref())))
+}
+
 impl Listing {
     /// The listing fields of a replayed application.
     pub fn of(app: &App) -> Listing {
@@ -83,15 +100,33 @@ impl Listing {
 
     /// Reads `src` for its listing fields only (see the module's text).
     pub fn scan(src: &LogSource) -> (Listing, ReadStats) {
+        thread_local! {
+            // one read buffer per scanning thread, reused from log to log
+            static SPARE: std::cell::Cell<eventlog::Block> = std::cell::Cell::default();
+        }
         let mut app = App::empty();
-        let mut stats = eventlog::replay_blocks(src, &mut |block| {
+        let spare = SPARE.take();
+        let (mut stats, spare) = eventlog::replay_blocks_reusing(src, spare, &mut |block| {
             for line in block.lines() {
-                if listed(line) {
-                    app.apply_line(line);
+                if !listed(line) {
+                    continue;
                 }
+                if is_environment(line) {
+                    // only the first one's ACLs are listed; the rest of it (the classpath,
+                    // the system properties: nearly all of a small log) is skipped unparsed
+                    if app.acls.is_some() {
+                        continue;
+                    }
+                    if let Some(acls) = environment_acls(line) {
+                        app.acls = Some(acls);
+                        continue;
+                    }
+                }
+                app.apply_line(line);
             }
             block
         });
+        SPARE.set(spare);
         stats.lines = 0;
         (Listing::of(&app), stats)
     }
