@@ -231,6 +231,9 @@ async fn applications(
     let now = now_ms();
     let mut out = Vec::new();
     for (id, attempts) in grouped(&catalog) {
+        if out.len() >= limit {
+            break;
+        }
         // as Spark: an application is running if its latest attempt is, and it is kept if
         // any attempt falls in the date windows (a running one only if maxEndDate is ahead)
         let running = attempts
@@ -249,13 +252,50 @@ async fn applications(
             start_ok && end_ok
         });
         if status_ok && in_range {
-            out.push(app_info(&id, &attempts, dialect));
-        }
-        if out.len() >= limit {
-            break;
+            out.push((id, attempts));
         }
     }
-    json_ok(&out)
+    json_array_streamed(out, move |(id, attempts)| app_info(&id, &attempts, dialect))
+}
+
+/// A JSON array of `items` as `show` makes each, laid out as [`json_ok`] lays out the
+/// whole array, written a batch of items at a time: a list of 100,000 applications is never
+/// held whole, neither as values nor as text.
+fn json_array_streamed<I, T>(items: Vec<I>, show: impl Fn(I) -> T + Send + 'static) -> Response
+where
+    I: Send + 'static,
+    T: serde::Serialize,
+{
+    const BATCH: usize = 512;
+    if items.is_empty() {
+        return json_ok(&Vec::<T>::new());
+    }
+    let mut items = items.into_iter().peekable();
+    let mut first = true;
+    let chunks = std::iter::from_fn(move || {
+        items.peek()?;
+        let mut buf = Vec::with_capacity(BATCH * 512);
+        buf.extend_from_slice(if first { b"[ " } else { b", " });
+        for (i, item) in items.by_ref().take(BATCH).enumerate() {
+            if i > 0 {
+                buf.extend_from_slice(b", ");
+            }
+            match to_jackson(&show(item)) {
+                Ok(text) => buf.extend_from_slice(&text),
+                Err(e) => return Some(Err(std::io::Error::other(e))),
+            }
+        }
+        first = false;
+        if items.peek().is_none() {
+            buf.extend_from_slice(b" ]");
+        }
+        Some(Ok(bytes::Bytes::from(buf)))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(futures::stream::iter(chunks)),
+    )
+        .into_response()
 }
 
 const SUBRESOURCES: [&str; 9] = [

@@ -477,43 +477,42 @@ impl Catalog {
     /// Reads the listing of each new or changed log and lists it (or says why not), on a
     /// few threads at once: each log is read on its own.
     fn read_listings(&self, logs: Vec<(String, LogSource)>) {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let read_one = |key: &str, src: &LogSource| {
+        let count = logs.len();
+        let queue = Mutex::new(logs.into_iter());
+        let read_one = |key: String, src: LogSource| {
             let started = now_ms();
-            let (listing, stats) = Listing::scan(src);
+            let (listing, stats) = Listing::scan(&src);
             self.metrics.listing_reads.inc();
             if stats.long_lines > 0 {
                 self.metrics.long_lines.inc_by(stats.long_lines);
             }
-            if !named_right(key, &listing) {
-                self.unlist(key, src.clone(), &listing);
+            if !named_right(&key, &listing) {
+                self.unlist(&key, src, &listing);
                 return;
             }
             if let Ok(mut u) = self.unlisted.lock() {
-                u.remove(key);
+                u.remove(&key);
             }
             let loaded_ms = now_ms();
             let entry = Arc::new(Entry {
-                key: key.to_string(),
+                key: key.clone(),
                 dir_uri: src.origin.uri(),
                 retry: stats.unreadable > 0,
-                source: src.clone(),
+                source: src,
                 listing,
                 loaded_ms,
                 read_ms: loaded_ms - started,
             });
             if let Ok(mut m) = self.entries.write() {
-                m.insert(key.to_string(), entry);
+                m.insert(key, entry);
             }
         };
         let work = || {
-            while let Some((key, src)) =
-                logs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-            {
+            while let Some((key, src)) = queue.lock().ok().and_then(|mut q| q.next()) {
                 read_one(key, src);
             }
         };
-        let threads = self.scan_threads.min(logs.len());
+        let threads = self.scan_threads.min(count);
         if threads <= 1 {
             return work();
         }
