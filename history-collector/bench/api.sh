@@ -20,7 +20,10 @@ port=${BENCH_PORT:-18996}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/spark-sidecars/target}
 
 mkdir -p "$work/dir"
-log="$work/dir/local-1795000000000"
+# named after the application inside, as Spark names it (the collector lists a log only then)
+app=$(grep -o -m1 '"App ID":"[^"]*"' "$src" | cut -d'"' -f4)
+rm -f "$work"/dir/local-1795000000000 # the name earlier versions of this script used
+log="$work/dir/$app"
 if [ ! -s "$log" ] || [ "$(cat "$work/target" 2>/dev/null)" != "$target" ]; then
   python3 "$here/history-collector/tests/api_bench_gen.py" "$src" "$log" "$target" 1000 | tee "$work/gen.out"
   echo "$target" > "$work/target"
