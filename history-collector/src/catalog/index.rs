@@ -1,9 +1,9 @@
 //! The listing index: every listed log's listing fields and the files they were read from,
 //! kept as one object in the store (`index/listing-v1.jsonl.zst`, zstd-compressed JSON
-//! lines), so a restarted collector lists every application without reading any log. A row
-//! is used only while its log's files are exactly the ones it names (same paths, sizes and
-//! modification times, same place, same in-progress state); a log that changed, or that
-//! no row names, is read again.
+//! lines), so a restarted collector lists every application at once without reading any
+//! log. The scan that follows compares each row's files (paths, sizes, modification times,
+//! place, in-progress state) with the log's: a log that changed, or that no row names, is
+//! read again; a row whose log is gone is dropped.
 //!
 //! The object is written whole (put-then-visible in every store; temp + rename on local
 //! disk), after a scan that changed the listing, at most every [`WRITE_EVERY`] and once
@@ -11,7 +11,7 @@
 //! are read again, nothing is lost.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,14 +69,6 @@ impl Row {
             listing,
         }
     }
-
-    /// Whether this row was read from exactly the files of `src`.
-    pub fn matches(&self, src: &LogSource) -> bool {
-        self.in_progress == src.in_progress
-            && self.name == src.name
-            && self.files == files_of(src)
-            && self.origin == src.origin.uri()
-    }
 }
 
 /// Encodes rows as the stored object.
@@ -89,14 +81,53 @@ pub fn encode<'a>(rows: impl Iterator<Item = &'a Row>) -> std::io::Result<Vec<u8
     z.finish()
 }
 
-/// Decodes the stored object; rows that do not parse are left out (and counted).
+/// Longest row read (a real one is well under a kilobyte); a longer one is left out.
+const MAX_ROW_BYTES: u64 = 1 << 20;
+/// Most bytes the object may decode to (about two million rows): a bigger one is damaged.
+const MAX_INDEX_BYTES: u64 = 1 << 30;
+
+fn too_big() -> std::io::Error {
+    std::io::Error::other(format!("decodes to more than {MAX_INDEX_BYTES} bytes"))
+}
+
+/// Decodes the stored object; rows that do not parse or are too long are left out (and
+/// counted). Memory is bounded whatever the object holds: one row at a time, and the decoded
+/// whole by [`MAX_INDEX_BYTES`].
 pub fn decode(data: &[u8]) -> std::io::Result<(HashMap<String, Row>, usize)> {
-    let z = zstd::Decoder::new(data)?;
+    let mut z = std::io::BufReader::new(zstd::Decoder::new(data)?.take(MAX_INDEX_BYTES + 1));
     let mut rows = HashMap::new();
     let mut bad = 0;
-    for line in std::io::BufReader::new(z).split(b'\n') {
-        let line = line?;
-        match serde_json::from_slice::<Row>(&line) {
+    let (mut line, mut total) = (Vec::new(), 0u64);
+    loop {
+        line.clear();
+        let n = (&mut z)
+            .take(MAX_ROW_BYTES + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > MAX_INDEX_BYTES {
+            return Err(too_big());
+        }
+        if line.last() != Some(&b'\n') && n as u64 > MAX_ROW_BYTES {
+            // skip the rest of the over-long row
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                let m = (&mut z).take(MAX_ROW_BYTES).read_until(b'\n', &mut rest)?;
+                total += m as u64;
+                if total > MAX_INDEX_BYTES {
+                    return Err(too_big());
+                }
+                if m == 0 || rest.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+            bad += 1;
+            continue;
+        }
+        match serde_json::from_slice::<Row>(line.strip_suffix(b"\n").unwrap_or(&line)) {
             Ok(row) => {
                 rows.insert(row.key.clone(), row);
             }
@@ -139,6 +170,26 @@ pub async fn write(store: &dyn ObjectStore, data: Vec<u8>) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_over_long_row_is_left_out_and_the_rest_kept() {
+        let good = Row {
+            key: "app-2".into(),
+            origin: "file:/logs".into(),
+            name: "app-2".into(),
+            files: vec![("app-2".into(), 1, 1)],
+            in_progress: false,
+            loaded_ms: 1,
+            listing: Listing::default(),
+        };
+        let mut text = vec![b'x'; 3 * MAX_ROW_BYTES as usize];
+        text.push(b'\n');
+        serde_json::to_writer(&mut text, &good).unwrap();
+        text.push(b'\n');
+        let data = zstd::encode_all(&text[..], 3).unwrap();
+        let (rows, bad) = decode(&data).unwrap();
+        assert_eq!((rows.get("app-2"), bad), (Some(&good), 1));
+    }
 
     #[test]
     fn rows_round_trip_and_damage_is_an_empty_index() {

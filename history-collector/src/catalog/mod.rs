@@ -145,8 +145,6 @@ pub struct Settings {
 struct IndexState {
     /// Whether it was read (once, at the first scan).
     read: bool,
-    /// The rows read at start, until the first scan that listed everything used them.
-    rows: Option<HashMap<String, Row>>,
     /// The listing changed since the index was last written.
     dirty: bool,
     written: Option<Instant>,
@@ -393,10 +391,6 @@ impl Catalog {
         let mut found: Vec<(String, LogSource)> = found.into_iter().collect();
         // a stable order, so a first scan of many logs fills the listing predictably
         found.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut rows = match self.index.lock() {
-            Ok(mut ix) if store_listed => ix.rows.take().unwrap_or_default(),
-            _ => HashMap::new(),
-        };
         let mut changed = false;
         let mut seen = std::collections::HashSet::new();
         let mut to_read = Vec::new();
@@ -425,22 +419,6 @@ impl Catalog {
                 continue;
             }
             self.loaded.forget_unless(&key, Some(&src));
-            if let Some(row) = rows.remove(&key).filter(|r| r.matches(&src)) {
-                self.metrics.index_rows_used.inc();
-                let entry = Arc::new(Entry {
-                    key: key.clone(),
-                    dir_uri: src.origin.uri(),
-                    retry: false,
-                    source: src,
-                    listing: row.listing,
-                    loaded_ms: row.loaded_ms,
-                    read_ms: 0,
-                });
-                if let Ok(mut m) = self.entries.write() {
-                    m.insert(key, entry);
-                }
-                continue;
-            }
             to_read.push((key, src));
         }
         changed |= !to_read.is_empty();
@@ -458,12 +436,6 @@ impl Catalog {
         }
         if let Ok(mut u) = self.unlisted.lock() {
             u.retain(|k, _| seen.contains(k));
-        }
-        if !store_listed {
-            // the rows wait for a scan that sees the store
-            if let Ok(mut ix) = self.index.lock() {
-                ix.rows.get_or_insert(rows);
-            }
         }
         if self.retention.enabled() {
             changed |= self.apply_retention(&copies);
@@ -568,7 +540,6 @@ impl Catalog {
             ms = t.elapsed().as_millis() as u64,
             "read the listing index"
         );
-        ix.rows = Some(rows);
     }
 
     /// The log a row of the index was read from, if it names a place this catalog reads.
