@@ -3,6 +3,8 @@
 
 Usage: python scale_wait.py <base url> <pid> <start epoch s> <N> <oldest end ms>
 
+The time is when the last byte of the whole list arrived (parsing it here takes about a second
+for 100,000 applications, the same for either server, and is not counted).
 Asking for the whole list of N applications costs a server a lot, so it is asked only once
 the oldest application (the last one either server reads: both read the newest logs first)
 is listed, which a query bounded by end date answers cheaply; then the whole list is asked
@@ -21,11 +23,15 @@ bound = until.strftime("%Y-%m-%dT%H:%M:%S.000GMT")
 
 
 def get(path):
+    """The answer to `path`, parsed, and when its last byte arrived (the server has answered
+    then; the time this script takes to parse it is not the server's)."""
     try:
         with urllib.request.urlopen(base + path, timeout=600) as r:
-            return json.load(r)
+            body = r.read()
+        at = time.time()
+        return json.loads(body), at
     except Exception:
-        return None
+        return None, None
 
 
 def alive():
@@ -45,16 +51,16 @@ def stats():
 while True:
     if not alive():
         sys.exit(f"the server (pid {pid}) exited")
-    got = get(f"/api/v1/applications?maxEndDate={bound}&limit=1")
+    got, _ = get(f"/api/v1/applications?maxEndDate={bound}&limit=1")
     if got:
         break
     time.sleep(0.1)
 while True:
     if not alive():
         sys.exit(f"the server (pid {pid}) exited")
-    got = get("/api/v1/applications")
+    got, at = get("/api/v1/applications")
     if got is not None and len(got) >= n:
-        done = time.time()
+        done = at
         break
     time.sleep(0.5)
 hwm, cpu = stats()

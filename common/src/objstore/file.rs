@@ -42,6 +42,50 @@ pub struct FileStore {
 }
 
 impl FileStore {
+    /// Every object under `prefix`, sorted by key, with its hash when `digests`.
+    async fn listed(&self, prefix: &str, digests: bool) -> Result<Vec<ObjectMeta>> {
+        validate_prefix(prefix)?;
+        // walk only below the deepest directory the prefix names
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        // one blocking walk (a trip to the blocking pool per directory entry costs more than
+        // the entry itself when there are many)
+        let (root, want) = (self.root.clone(), prefix.to_string());
+        let (mut out, unhashed) =
+            tokio::task::spawn_blocking(move || walk(&root, &start, &want, digests))
+                .await
+                .map_err(|e| StoreError::Other {
+                    url: self.url.clone(),
+                    message: format!("list task failed: {e}"),
+                })??;
+        // no recorded hash: computed (and recorded) the slow way
+        let mut gone = Vec::new();
+        for i in unhashed {
+            let key = out[i].key.clone();
+            match self.meta_of(&key, &self.root.join(&key)).await {
+                Ok(m) => out[i] = m,
+                // deleted while listing
+                Err(StoreError::NotFound { .. }) => gone.push(i),
+                Err(e) => return Err(e),
+            }
+        }
+        if !gone.is_empty() {
+            let mut i = 0;
+            out.retain(|_| {
+                i += 1;
+                gone.binary_search(&(i - 1)).is_err()
+            });
+        }
+        Ok(out)
+    }
+
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root: PathBuf = root.into();
@@ -333,40 +377,13 @@ impl ObjectStore for FileStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        validate_prefix(prefix)?;
-        // walk only below the deepest directory the prefix names
-        let dir_part = match prefix.rfind('/') {
-            Some(i) => &prefix[..i],
-            None => "",
-        };
-        let start = if dir_part.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(dir_part)
-        };
-        // one blocking walk (a trip to the blocking pool per directory entry costs more than
-        // the entry itself when there are many)
-        let (root, want) = (self.root.clone(), prefix.to_string());
-        let walked = tokio::task::spawn_blocking(move || walk(&root, &start, &want))
-            .await
-            .map_err(|e| StoreError::Other {
-                url: self.url.clone(),
-                message: format!("list task failed: {e}"),
-            })??;
-        let mut out = Vec::with_capacity(walked.len());
-        for found in walked {
-            match found {
-                Walked::Meta(m) => out.push(m),
-                // no recorded hash: computed (and recorded) the slow way
-                Walked::Unhashed(key) => match self.meta_of(&key, &self.root.join(&key)).await {
-                    Ok(m) => out.push(m),
-                    // deleted while listing
-                    Err(StoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                },
-            }
-        }
-        Ok(out)
+        self.listed(prefix, true).await
+    }
+
+    /// Without the objects' hashes (`sha256` empty): no attribute read per object, and no
+    /// hash text held for each (the history catalog lists every event log on each scan).
+    async fn list_shallow(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.listed(prefix, false).await
     }
 
     async fn check(&self) -> Result<()> {
@@ -406,20 +423,21 @@ impl ObjectStore for FileStore {
     }
 }
 
-/// What a walk found of one object.
-enum Walked {
-    Meta(ObjectMeta),
-    /// A file without its hash attribute.
-    Unhashed(String),
-}
-
-/// Every object under `start` whose key starts with `prefix`, sorted by key.
-fn walk(root: &Path, start: &Path, prefix: &str) -> Result<Vec<Walked>> {
+/// Every object under `start` whose key starts with `prefix`, sorted by key; with its hash
+/// (read from its attribute) when `digests`, else with an empty one, and the places of those
+/// whose attribute is missing. Sizes and times are read beside each directory entry, never
+/// through a link; each object is held once, as it will be returned.
+fn walk(
+    root: &Path,
+    start: &Path,
+    prefix: &str,
+    digests: bool,
+) -> Result<(Vec<ObjectMeta>, Vec<usize>)> {
     let io = |p: &Path| {
         let url = format!("file://{}", p.display());
         move |source| StoreError::Io { url, source }
     };
-    let mut keys = Vec::new();
+    let mut out = Vec::new();
     let mut stack = vec![start.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let rd = match std::fs::read_dir(&dir) {
@@ -444,32 +462,33 @@ fn walk(root: &Path, start: &Path, prefix: &str) -> Result<Vec<Walked>> {
                     stack.push(path);
                 }
             } else if ft.is_file() && rel.starts_with(prefix) {
-                keys.push(rel.to_string());
+                let md = match entry.metadata() {
+                    Ok(md) if md.is_file() => md,
+                    // deleted (or replaced) while listing
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(&path)(e)),
+                };
+                out.push(ObjectMeta {
+                    key: rel.to_string(),
+                    size: md.len(),
+                    sha256: String::new(),
+                    last_modified: mtime(&md),
+                });
             }
         }
     }
-    keys.sort();
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        let path = root.join(&key);
-        let md = match std::fs::metadata(&path) {
-            Ok(md) if md.is_file() => md,
-            // deleted (or replaced) while listing
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(&path)(e)),
-        };
-        out.push(match read_sha_xattr(&path) {
-            Some(sha256) => Walked::Meta(ObjectMeta {
-                key,
-                size: md.len(),
-                sha256,
-                last_modified: mtime(&md),
-            }),
-            None => Walked::Unhashed(key),
-        });
+    out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    let mut unhashed = Vec::new();
+    if digests {
+        for (i, m) in out.iter_mut().enumerate() {
+            match read_sha_xattr(&root.join(&m.key)) {
+                Some(sha) => m.sha256 = sha,
+                None => unhashed.push(i),
+            }
+        }
     }
-    Ok(out)
+    Ok((out, unhashed))
 }
 
 fn read_sha_xattr(path: &Path) -> Option<String> {

@@ -46,7 +46,8 @@ async fn rolling_files(origin: &Origin, dir: &str) -> io::Result<Vec<String>> {
                 Some(name.to_string())
             })
             .collect(),
-        Origin::Store { store, log, .. } => store
+        Origin::Store { at, log } => at
+            .store
             .list_files(log)
             .await
             .map_err(|e| io::Error::other(format!("{}: {e}", origin.uri())))?
@@ -71,8 +72,8 @@ pub async fn items(e: &Entry) -> io::Result<Vec<ZipItem>> {
     }
     if !src.name.starts_with("eventlog_v2_") {
         return Ok(vec![ZipItem {
-            name: src.name.clone(),
-            file: Some((src.origin.clone(), src.name.clone())),
+            name: src.name.to_string(),
+            file: Some((src.origin.clone(), src.name.to_string())),
         }]);
     }
     let names = rolling_files(&src.origin, &src.name).await?;

@@ -131,8 +131,9 @@ fn parse_date(s: &str) -> Option<i64> {
 fn attempt_info(e: &Entry, dialect: Dialect) -> AttemptInfo {
     let a = &e.listing;
     let last = e.last_updated();
+    let uri = dialect.is_spark4().then(|| e.dir_uri());
     AttemptInfo {
-        attempt_id: a.attempt_id.clone(),
+        attempt_id: a.attempt_id.as_deref().map(str::to_string),
         start_time: date(a.start_time),
         end_time: date(a.end_time),
         last_updated: date(last),
@@ -141,12 +142,12 @@ fn attempt_info(e: &Entry, dialect: Dialect) -> AttemptInfo {
         } else {
             0
         },
-        spark_user: a.spark_user.clone(),
+        spark_user: a.spark_user.to_string(),
         completed: a.completed,
-        app_spark_version: a.spark_version.clone(),
+        app_spark_version: a.spark_version.to_string(),
         exit_code: a.exit_code,
-        log_source_name: dialect.is_spark4().then(|| e.dir_uri.clone()),
-        log_source_full_path: dialect.is_spark4().then(|| e.dir_uri.clone()),
+        log_source_name: uri.clone(),
+        log_source_full_path: uri,
         start_time_epoch: a.start_time,
         end_time_epoch: a.end_time,
         last_updated_epoch: last,
@@ -158,35 +159,42 @@ fn app_info(id: &str, attempts: &[Arc<Entry>], dialect: Dialect) -> ApplicationI
         id: id.to_string(),
         name: attempts
             .first()
-            .map(|e| e.listing.name.clone())
+            .map(|e| e.listing.name.to_string())
             .unwrap_or_default(),
         attempts: attempts.iter().map(|e| attempt_info(e, dialect)).collect(),
     }
 }
 
 /// Applications grouped by id, ordered as Spark lists them (latest end time first), each
-/// with its attempts newest first. One pass over the catalog, whatever its size.
-fn grouped(catalog: &Catalog) -> Vec<(String, Vec<Arc<Entry>>)> {
-    let mut by_id: std::collections::HashMap<String, Vec<Arc<Entry>>> =
-        std::collections::HashMap::new();
-    for e in catalog.entries() {
-        if let Some(id) = e.listing.id.clone() {
-            by_id.entry(id).or_default().push(e);
+/// with its attempts newest first: every attempt once, and each application as the range of
+/// its attempts in it. One sort of the catalog, whatever its size, and no copy of any id.
+fn grouped(catalog: &Catalog) -> (Arc<[Arc<Entry>]>, Vec<std::ops::Range<usize>>) {
+    let mut all: Vec<Arc<Entry>> = catalog
+        .entries()
+        .into_iter()
+        .filter(|e| e.listing.id.is_some())
+        .collect();
+    all.sort_by(|a, b| {
+        a.listing
+            .id
+            .cmp(&b.listing.id)
+            .then_with(|| b.listing.start_time.cmp(&a.listing.start_time))
+    });
+    let mut apps = Vec::new();
+    let mut start = 0;
+    for i in 1..=all.len() {
+        if i == all.len() || all[i].listing.id != all[start].listing.id {
+            apps.push(start..i);
+            start = i;
         }
     }
-    let mut out: Vec<_> = by_id
-        .into_iter()
-        .map(|(id, mut a)| {
-            a.sort_by_key(|e| std::cmp::Reverse(e.listing.start_time));
-            (id, a)
-        })
-        .collect();
-    out.sort_by(|(ia, a), (ib, b)| {
-        let ea = a.first().map(|e| e.listing.end_time).unwrap_or(-1);
-        let eb = b.first().map(|e| e.listing.end_time).unwrap_or(-1);
-        eb.cmp(&ea).then_with(|| ib.cmp(ia))
+    let end = |r: &std::ops::Range<usize>| all[r.start].listing.end_time;
+    apps.sort_by(|a, b| {
+        end(b)
+            .cmp(&end(a))
+            .then_with(|| all[b.start].listing.id.cmp(&all[a.start].listing.id))
     });
-    out
+    (all.into(), apps)
 }
 
 async fn applications(
@@ -230,7 +238,9 @@ async fn applications(
     };
     let now = now_ms();
     let mut out = Vec::new();
-    for (id, attempts) in grouped(&catalog) {
+    let (all, apps) = grouped(&catalog);
+    for range in apps {
+        let attempts = &all[range.clone()];
         if out.len() >= limit {
             break;
         }
@@ -252,10 +262,14 @@ async fn applications(
             start_ok && end_ok
         });
         if status_ok && in_range {
-            out.push((id, attempts));
+            out.push(range);
         }
     }
-    json_array_streamed(out, move |(id, attempts)| app_info(&id, &attempts, dialect))
+    json_array_streamed(out, move |range| {
+        let attempts = &all[range];
+        let id = attempts[0].listing.id.as_deref().unwrap_or_default();
+        app_info(id, attempts, dialect)
+    })
 }
 
 /// A JSON array of `items` as `show` makes each, laid out as [`json_ok`] lays out the
@@ -280,9 +294,8 @@ where
             if i > 0 {
                 buf.extend_from_slice(b", ");
             }
-            match to_jackson(&show(item)) {
-                Ok(text) => buf.extend_from_slice(&text),
-                Err(e) => return Some(Err(std::io::Error::other(e))),
+            if let Err(e) = to_jackson_into(&mut buf, &show(item)) {
+                return Some(Err(std::io::Error::other(e)));
             }
         }
         first = false;
@@ -326,7 +339,7 @@ fn unknown_app(app_id: &str, tail: &[&str]) -> String {
 
 /// Whether `viewer` may view the attempt `e`.
 pub fn may_view(viewer: &Viewer, e: &Entry) -> bool {
-    viewer.may_view(&e.listing.spark_user, e.listing.acls.as_ref())
+    viewer.may_view(&e.listing.spark_user, e.listing.acls.as_deref())
 }
 
 async fn per_app(

@@ -7,10 +7,10 @@
 //!
 //! The object is written whole (put-then-visible in every store; temp + rename on local
 //! disk), after a scan that changed the listing, at most every [`WRITE_EVERY`] and once
-//! more at shutdown. A missing, unreadable or foreign object is an empty index: the logs
-//! are read again, nothing is lost.
+//! more at shutdown. It is read and written a row at a time, never held whole as rows. A
+//! missing or unreadable object is an empty index, and a damaged one ends at the damage:
+//! the logs no row lists are read again, nothing is lost.
 
-use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
@@ -44,26 +44,29 @@ pub struct Row {
     pub listing: Listing,
 }
 
-fn files_of(src: &LogSource) -> Vec<(String, u64, i64)> {
-    src.files
-        .iter()
-        .map(
-            |SourceFile {
-                 rel,
-                 len,
-                 modified_ms,
-             }| (rel.clone(), *len, *modified_ms),
-        )
-        .collect()
-}
-
 impl Row {
-    pub fn new(key: &str, src: &LogSource, loaded_ms: i64, listing: Listing) -> Row {
-        Row {
-            key: key.to_string(),
+    /// The row of a listed log, as written.
+    pub fn of<'a>(
+        key: &'a str,
+        src: &'a LogSource,
+        loaded_ms: i64,
+        listing: &'a Listing,
+    ) -> RowOut<'a> {
+        RowOut {
+            key,
             origin: src.origin.uri(),
-            name: src.name.clone(),
-            files: files_of(src),
+            name: &src.name,
+            files: src
+                .files
+                .iter()
+                .map(
+                    |SourceFile {
+                         rel,
+                         len,
+                         modified_ms,
+                     }| (rel.as_str(), *len, *modified_ms),
+                )
+                .collect(),
             in_progress: src.in_progress,
             loaded_ms,
             listing,
@@ -71,11 +74,23 @@ impl Row {
     }
 }
 
-/// Encodes rows as the stored object.
-pub fn encode<'a>(rows: impl Iterator<Item = &'a Row>) -> std::io::Result<Vec<u8>> {
+/// A [`Row`] written from a listed log without copying its listing.
+#[derive(Serialize)]
+pub struct RowOut<'a> {
+    key: &'a str,
+    origin: String,
+    name: &'a str,
+    files: Vec<(&'a str, u64, i64)>,
+    in_progress: bool,
+    loaded_ms: i64,
+    listing: &'a Listing,
+}
+
+/// Encodes rows as the stored object, one at a time: only the compressed object is held.
+pub fn encode<'a>(rows: impl Iterator<Item = RowOut<'a>>) -> std::io::Result<Vec<u8>> {
     let mut z = zstd::Encoder::new(Vec::new(), 3)?;
     for row in rows {
-        serde_json::to_writer(&mut z, row)?;
+        serde_json::to_writer(&mut z, &row)?;
         z.write_all(b"\n")?;
     }
     z.finish()
@@ -90,12 +105,13 @@ fn too_big() -> std::io::Error {
     std::io::Error::other(format!("decodes to more than {MAX_INDEX_BYTES} bytes"))
 }
 
-/// Decodes the stored object; rows that do not parse or are too long are left out (and
-/// counted). Memory is bounded whatever the object holds: one row at a time, and the decoded
-/// whole by [`MAX_INDEX_BYTES`].
-pub fn decode(data: &[u8]) -> std::io::Result<(HashMap<String, Row>, usize)> {
+/// Decodes the stored object, handing each row to `each` as it is read (one row is held at
+/// a time); rows that do not parse or are too long are left out, and their count returned.
+/// Memory is bounded whatever the object holds: one row at a time, and the decoded whole by
+/// [`MAX_INDEX_BYTES`]. On an error (a damaged or truncated object) the rows read before it
+/// have been handed out.
+pub fn decode(data: &[u8], mut each: impl FnMut(Row)) -> std::io::Result<usize> {
     let mut z = std::io::BufReader::new(zstd::Decoder::new(data)?.take(MAX_INDEX_BYTES + 1));
-    let mut rows = HashMap::new();
     let mut bad = 0;
     let (mut line, mut total) = (Vec::new(), 0u64);
     loop {
@@ -127,36 +143,23 @@ pub fn decode(data: &[u8]) -> std::io::Result<(HashMap<String, Row>, usize)> {
             bad += 1;
             continue;
         }
-        match serde_json::from_slice::<Row>(line.strip_suffix(b"\n").unwrap_or(&line)) {
-            Ok(row) => {
-                rows.insert(row.key.clone(), row);
-            }
+        match sonic_rs::from_slice::<Row>(line.strip_suffix(b"\n").unwrap_or(&line)) {
+            Ok(row) => each(row),
             Err(_) => bad += 1,
         }
     }
-    Ok((rows, bad))
+    Ok(bad)
 }
 
-/// Reads the index from `store`; empty when there is none or it cannot be read.
-pub async fn read(store: &dyn ObjectStore) -> HashMap<String, Row> {
-    let data = match objstore::get_bytes(store, INDEX_KEY).await {
-        Ok(d) => d,
-        Err(objstore::StoreError::NotFound { .. }) => return HashMap::new(),
+/// Reads the index from `store` (the compressed object; see [`decode`]); `None` when there
+/// is none or it cannot be read.
+pub async fn fetch(store: &dyn ObjectStore) -> Option<Bytes> {
+    match objstore::get_bytes(store, INDEX_KEY).await {
+        Ok(d) => Some(d),
+        Err(objstore::StoreError::NotFound { .. }) => None,
         Err(e) => {
             tracing::warn!(index = %store.object_url(INDEX_KEY), error = %e, "cannot read the listing index; every log is read again");
-            return HashMap::new();
-        }
-    };
-    match decode(&data) {
-        Ok((rows, bad)) => {
-            if bad > 0 {
-                tracing::warn!(index = %store.object_url(INDEX_KEY), bad, "listing index rows that do not parse were left out; their logs are read again");
-            }
-            rows
-        }
-        Err(e) => {
-            tracing::warn!(index = %store.object_url(INDEX_KEY), error = %e, "the listing index is damaged; every log is read again");
-            HashMap::new()
+            None
         }
     }
 }
@@ -170,6 +173,12 @@ pub async fn write(store: &dyn ObjectStore, data: Vec<u8>) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn all(data: &[u8]) -> std::io::Result<(Vec<Row>, usize)> {
+        let mut rows = Vec::new();
+        let bad = decode(data, |r| rows.push(r))?;
+        Ok((rows, bad))
+    }
 
     #[test]
     fn an_over_long_row_is_left_out_and_the_rest_kept() {
@@ -187,8 +196,8 @@ mod tests {
         serde_json::to_writer(&mut text, &good).unwrap();
         text.push(b'\n');
         let data = zstd::encode_all(&text[..], 3).unwrap();
-        let (rows, bad) = decode(&data).unwrap();
-        assert_eq!((rows.get("app-2"), bad), (Some(&good), 1));
+        let (rows, bad) = all(&data).unwrap();
+        assert_eq!((rows, bad), (vec![good], 1));
     }
 
     #[test]
@@ -206,10 +215,23 @@ mod tests {
                 ..Listing::default()
             },
         };
-        let data = encode([row.clone()].iter()).unwrap();
-        let (rows, bad) = decode(&data).unwrap();
-        assert_eq!((rows.get("app-1"), bad), (Some(&row), 0));
-        assert!(decode(&data[..data.len() / 2]).is_err());
-        assert!(decode(b"not zstd").is_err());
+        let src = LogSource {
+            origin: crate::eventlog::Origin::Dir("/logs".into()),
+            name: row.name.as_str().into(),
+            files: vec![SourceFile {
+                rel: row.name.as_str().into(),
+                len: 10,
+                modified_ms: 5,
+            }],
+            in_progress: true,
+            size: 10,
+            max_line_bytes: 1 << 20,
+            modified_ms: 5,
+        };
+        let data = encode(std::iter::once(Row::of("app-1", &src, 7, &row.listing))).unwrap();
+        let (rows, bad) = all(&data).unwrap();
+        assert_eq!((rows, bad), (vec![row], 0));
+        assert!(all(&data[..data.len() / 2]).is_err());
+        assert!(all(b"not zstd").is_err());
     }
 }

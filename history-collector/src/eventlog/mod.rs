@@ -17,6 +17,7 @@
 //! corrupt bytes, an undecodable block) are skipped and counted, never fatal; so are lines
 //! longer than the log's `max_line_bytes`, which are never held whole in memory.
 
+use compact_str::CompactString;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,17 +32,24 @@ use crate::logdir::open::Root;
 use crate::logdir::scan::{self, Found};
 use sidecars_common::objstore::BlockingReader;
 
+/// The ingest store and the runtime its reads are waited on from blocking code: one, shared
+/// by every log read from it.
+#[derive(Clone, Debug)]
+pub struct StoreAt {
+    pub store: LogStore,
+    pub rt: tokio::runtime::Handle,
+}
+
 /// Where the files of a log are read from.
 #[derive(Clone, Debug)]
 pub enum Origin {
     /// A local event-log directory (Spark's `spark.eventLog.dir`).
     Dir(PathBuf),
     /// The copy ingest keeps in the object store for the log named `log`
-    /// (`<appId>[_<attemptId>]`), read through `store` on the runtime `rt`.
+    /// (`<appId>[_<attemptId>]`).
     Store {
-        store: LogStore,
-        log: String,
-        rt: tokio::runtime::Handle,
+        at: Arc<StoreAt>,
+        log: CompactString,
     },
 }
 
@@ -49,14 +57,9 @@ impl PartialEq for Origin {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Origin::Dir(a), Origin::Dir(b)) => a == b,
-            (
-                Origin::Store {
-                    store: sa, log: la, ..
-                },
-                Origin::Store {
-                    store: sb, log: lb, ..
-                },
-            ) => la == lb && sa.store().url() == sb.store().url(),
+            (Origin::Store { at: a, log: la }, Origin::Store { at: b, log: lb }) => {
+                la == lb && (Arc::ptr_eq(a, b) || a.store.store().url() == b.store.store().url())
+            }
             _ => false,
         }
     }
@@ -76,8 +79,8 @@ impl Origin {
     pub fn uri(&self) -> String {
         match self {
             Origin::Dir(d) => format!("file:{}", d.display()),
-            Origin::Store { store, log, .. } => {
-                let url = store.store().object_url(&format!("{EVENTLOGS}/{log}"));
+            Origin::Store { at, log } => {
+                let url = at.store.store().object_url(&format!("{EVENTLOGS}/{log}"));
                 match url.strip_prefix("file://") {
                     Some(path) => format!("file:{path}"),
                     None => url,
@@ -92,7 +95,8 @@ impl Origin {
     pub fn open(&self, rel: &str) -> io::Result<Box<dyn Read + Send>> {
         match self {
             Origin::Dir(d) => Ok(Box::new(Root::open(d)?.open_file(rel)?)),
-            Origin::Store { store, log, rt } => {
+            Origin::Store { at, log } => {
+                let (store, rt) = (&at.store, &at.rt);
                 // a local-disk store's complete object is read in place, without a trip
                 // through the runtime per read (one still stored as parts is not a file)
                 if let Some(fs) = store.store().as_file_store() {
@@ -130,7 +134,7 @@ impl Origin {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFile {
     /// Path relative to the event-log directory, `/`-separated, as Spark named it.
-    pub rel: String,
+    pub rel: CompactString,
     pub len: u64,
     /// Modification time (a stored copy: the object's last-modified), ms since the epoch.
     pub modified_ms: i64,
@@ -141,7 +145,7 @@ pub struct SourceFile {
 pub struct LogSource {
     pub origin: Origin,
     /// The file or rolling directory name as Spark wrote it, unique within its directory.
-    pub name: String,
+    pub name: CompactString,
     /// The files to replay, in order.
     pub files: Vec<SourceFile>,
     /// Still being written (`.inprogress` file or marker), or, for a stored copy, not
@@ -182,7 +186,7 @@ pub fn dir_sources(dir: &Path, files: Vec<Found>, max_line_bytes: usize) -> Vec<
             .map(|f| {
                 (
                     SourceFile {
-                        rel: f.name.rel,
+                        rel: f.name.rel.into(),
                         len: f.meta.size,
                         modified_ms: f.meta.modified_ms,
                     },
@@ -238,16 +242,14 @@ pub fn sources_from(
 /// The events of a stored log, as [`sources_from`] reads them: see
 /// [`LogStore::list_all_eventlogs`].
 pub fn stored_sources(
-    store: &LogStore,
-    rt: &tokio::runtime::Handle,
+    at: &Arc<StoreAt>,
     log: &str,
     files: Vec<LogFile>,
     max_line_bytes: usize,
 ) -> Vec<LogSource> {
     let origin = Origin::Store {
-        store: store.clone(),
-        log: log.to_string(),
-        rt: rt.clone(),
+        at: at.clone(),
+        log: log.into(),
     };
     sources_from(
         origin,
@@ -256,7 +258,7 @@ pub fn stored_sources(
             .map(|f| {
                 (
                     SourceFile {
-                        rel: f.rel,
+                        rel: f.rel.into(),
                         len: f.len,
                         modified_ms: f.modified_ms,
                     },
@@ -302,7 +304,7 @@ fn rolling_source(
     let all_stored = events.iter().all(|(_, _, complete)| *complete);
     Some(LogSource {
         origin: origin.clone(),
-        name: dir.to_string(),
+        name: dir.into(),
         files: events.into_iter().map(|(_, f, _)| f).collect(),
         in_progress: in_progress || !all_stored,
         size,

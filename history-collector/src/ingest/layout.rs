@@ -451,17 +451,54 @@ impl LogStore {
             .store
             .list_shallow(&format!("{PARTS}/{prefix}"))
             .await?;
+        // the files still stored as parts (few: logs being written), as logical_from makes
+        // them; a complete object wins over them, as in `open`
+        let mut partial = logical_from(&prefix, Vec::new(), parts);
         let mut out: BTreeMap<String, Vec<LogFile>> = BTreeMap::new();
-        for (_, mut f) in logical_from(&prefix, objects, parts) {
-            let Some((log, rel)) = f.rel.split_once('/') else {
-                continue;
+        let mut add = |rel: &str, f: LogFile| {
+            let Some((log, file)) = rel.split_once('/') else {
+                return;
             };
             if check_component(log).is_err() {
-                continue;
+                return;
             }
-            let log = log.to_string();
-            f.rel = rel.to_string();
-            out.entry(log).or_default().push(f);
+            let f = LogFile {
+                rel: file.to_string(),
+                ..f
+            };
+            match out.get_mut(log) {
+                Some(files) => files.push(f),
+                // nearly every log is one file: room for one
+                None => {
+                    out.insert(log.to_string(), vec![f]);
+                }
+            }
+        };
+        // each complete object turned into its file as it is met (the listing is sorted, so
+        // each log's files come in order), without a map of them all by path first
+        for m in objects {
+            let Some(rel) = m.key.strip_prefix(&prefix) else {
+                continue;
+            };
+            partial.remove(rel);
+            add(
+                rel,
+                LogFile {
+                    rel: String::new(),
+                    len: m.size,
+                    complete: true,
+                    modified_ms: ms(m.last_modified),
+                },
+            );
+        }
+        let grown = !partial.is_empty();
+        for (rel, f) in partial {
+            add(&rel, f);
+        }
+        if grown {
+            for files in out.values_mut().filter(|f| f.len() > 1) {
+                files.sort_by(|a, b| a.rel.cmp(&b.rel));
+            }
         }
         Ok(out)
     }

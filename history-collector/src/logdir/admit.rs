@@ -380,6 +380,13 @@ impl Admission {
         }
     }
 
+    /// Whether any file is currently refused.
+    pub fn any_refused(&self) -> bool {
+        self.memo
+            .values()
+            .any(|m| matches!(m, Memo::Refused { .. }))
+    }
+
     /// Whether `key` is currently refused.
     pub fn is_refused(&self, key: &str) -> bool {
         matches!(self.memo.get(key), Some(Memo::Refused { .. }))

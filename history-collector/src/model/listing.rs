@@ -11,6 +11,7 @@
 //! Spark writes every event as one line starting `{"Event":"SparkListener<Name>"`; a line
 //! laid out otherwise (a hand-written or re-serialised log) is parsed to learn its name.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::App;
@@ -20,17 +21,19 @@ use crate::eventlog::{self, LogSource, ReadStats};
 /// The listing fields of one application attempt.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
-    pub id: Option<String>,
-    pub name: String,
-    pub attempt_id: Option<String>,
+    pub id: Option<CompactString>,
+    pub name: CompactString,
+    pub attempt_id: Option<CompactString>,
     pub start_time: i64,
     pub end_time: i64,
-    pub spark_user: String,
-    pub spark_version: String,
+    pub spark_user: CompactString,
+    pub spark_version: CompactString,
     pub completed: bool,
     pub exit_code: Option<i64>,
-    /// The view and admin ACLs of the first environment update (see [`App::acls`]).
-    pub acls: Option<AppAcls>,
+    /// The view and admin ACLs of the first environment update (see [`App::acls`]), `None`
+    /// when it set none (which grants the same as an empty set: the compact form of a list of
+    /// many applications, nearly all of which set none).
+    pub acls: Option<Box<AppAcls>>,
 }
 
 /// The events the listing is made of, as Spark names them after `SparkListener`.
@@ -85,16 +88,20 @@ impl Listing {
     /// The listing fields of a replayed application.
     pub fn of(app: &App) -> Listing {
         Listing {
-            id: app.id.clone(),
-            name: app.name.clone(),
-            attempt_id: app.attempt_id.clone(),
+            id: app.id.as_deref().map(CompactString::from),
+            name: app.name.as_str().into(),
+            attempt_id: app.attempt_id.as_deref().map(CompactString::from),
             start_time: app.start_time,
             end_time: app.end_time,
-            spark_user: app.spark_user.clone(),
-            spark_version: app.spark_version.clone(),
+            spark_user: app.spark_user.as_str().into(),
+            spark_version: app.spark_version.as_str().into(),
             completed: app.completed,
             exit_code: app.exit_code,
-            acls: app.acls.clone(),
+            acls: app
+                .acls
+                .as_ref()
+                .filter(|a| **a != AppAcls::default())
+                .map(|a| Box::new(a.clone())),
         }
     }
 

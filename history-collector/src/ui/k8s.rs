@@ -68,7 +68,12 @@ pub async fn driver_ends(catalog: &Catalog, entries: &[&Arc<Entry>]) -> HashMap<
     let wanted = entries
         .iter()
         .filter(|e| !e.listing.completed)
-        .map(|e| async move { Some((e.listing.id.clone()?, driver_end(catalog, e).await?)) });
+        .map(|e| async move {
+            Some((
+                e.listing.id.as_deref()?.to_string(),
+                driver_end(catalog, e).await?,
+            ))
+        });
     futures::future::join_all(wanted)
         .await
         .into_iter()
