@@ -182,11 +182,9 @@ fn grouped(catalog: &Catalog) -> (Arc<[Arc<Entry>]>, Vec<std::ops::Range<usize>>
     });
     let mut apps = Vec::new();
     let mut start = 0;
-    for i in 1..=all.len() {
-        if i == all.len() || all[i].listing.id != all[start].listing.id {
-            apps.push(start..i);
-            start = i;
-        }
+    for run in all.chunk_by(|a, b| a.listing.id == b.listing.id) {
+        apps.push(start..start + run.len());
+        start += run.len();
     }
     let end = |r: &std::ops::Range<usize>| all[r.start].listing.end_time;
     apps.sort_by(|a, b| {

@@ -11,6 +11,7 @@
 //! missing or unreadable object is an empty index, and a damaged one ends at the damage:
 //! the logs no row lists are read again, nothing is lost.
 
+use std::borrow::Cow;
 use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
@@ -27,35 +28,30 @@ pub const INDEX_KEY: &str = "index/listing-v1.jsonl.zst";
 /// How often, at most, the index is written while logs keep changing.
 pub const WRITE_EVERY: Duration = Duration::from_secs(15);
 
-/// One log's row.
+/// One log's row: borrowed from a listed log when written ([`Row::of`]), owned when read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Row {
+pub struct Row<'a> {
     /// The log's name in the catalog (`<appId>[_<attemptId>]`).
-    pub key: String,
+    pub key: Cow<'a, str>,
     /// Where the log was read (its origin's URI).
-    pub origin: String,
+    pub origin: Cow<'a, str>,
     /// The file or rolling directory name.
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// (path, bytes, modified ms) of each file read, in order.
-    pub files: Vec<(String, u64, i64)>,
+    pub files: Vec<(Cow<'a, str>, u64, i64)>,
     pub in_progress: bool,
     /// When the listing was read (ms since the epoch).
     pub loaded_ms: i64,
-    pub listing: Listing,
+    pub listing: Cow<'a, Listing>,
 }
 
-impl Row {
+impl<'a> Row<'a> {
     /// The row of a listed log, as written.
-    pub fn of<'a>(
-        key: &'a str,
-        src: &'a LogSource,
-        loaded_ms: i64,
-        listing: &'a Listing,
-    ) -> RowOut<'a> {
-        RowOut {
-            key,
-            origin: src.origin.uri(),
-            name: &src.name,
+    pub fn of(key: &'a str, src: &'a LogSource, loaded_ms: i64, listing: &'a Listing) -> Self {
+        Row {
+            key: key.into(),
+            origin: src.origin.uri().into(),
+            name: src.name.as_str().into(),
             files: src
                 .files
                 .iter()
@@ -64,30 +60,18 @@ impl Row {
                          rel,
                          len,
                          modified_ms,
-                     }| (rel.as_str(), *len, *modified_ms),
+                     }| (rel.as_str().into(), *len, *modified_ms),
                 )
                 .collect(),
             in_progress: src.in_progress,
             loaded_ms,
-            listing,
+            listing: Cow::Borrowed(listing),
         }
     }
 }
 
-/// A [`Row`] written from a listed log without copying its listing.
-#[derive(Serialize)]
-pub struct RowOut<'a> {
-    key: &'a str,
-    origin: String,
-    name: &'a str,
-    files: Vec<(&'a str, u64, i64)>,
-    in_progress: bool,
-    loaded_ms: i64,
-    listing: &'a Listing,
-}
-
 /// Encodes rows as the stored object, one at a time: only the compressed object is held.
-pub fn encode<'a>(rows: impl Iterator<Item = RowOut<'a>>) -> std::io::Result<Vec<u8>> {
+pub fn encode<'a>(rows: impl Iterator<Item = Row<'a>>) -> std::io::Result<Vec<u8>> {
     let mut z = zstd::Encoder::new(Vec::new(), 3)?;
     for row in rows {
         serde_json::to_writer(&mut z, &row)?;
@@ -110,7 +94,7 @@ fn too_big() -> std::io::Error {
 /// Memory is bounded whatever the object holds: one row at a time, and the decoded whole by
 /// [`MAX_INDEX_BYTES`]. On an error (a damaged or truncated object) the rows read before it
 /// have been handed out.
-pub fn decode(data: &[u8], mut each: impl FnMut(Row)) -> std::io::Result<usize> {
+pub fn decode(data: &[u8], mut each: impl FnMut(Row<'static>)) -> std::io::Result<usize> {
     let mut z = std::io::BufReader::new(zstd::Decoder::new(data)?.take(MAX_INDEX_BYTES + 1));
     let mut bad = 0;
     let (mut line, mut total) = (Vec::new(), 0u64);
@@ -143,7 +127,7 @@ pub fn decode(data: &[u8], mut each: impl FnMut(Row)) -> std::io::Result<usize> 
             bad += 1;
             continue;
         }
-        match sonic_rs::from_slice::<Row>(line.strip_suffix(b"\n").unwrap_or(&line)) {
+        match sonic_rs::from_slice::<Row<'static>>(line.strip_suffix(b"\n").unwrap_or(&line)) {
             Ok(row) => each(row),
             Err(_) => bad += 1,
         }
@@ -174,7 +158,7 @@ pub async fn write(store: &dyn ObjectStore, data: Vec<u8>) -> anyhow::Result<()>
 mod tests {
     use super::*;
 
-    fn all(data: &[u8]) -> std::io::Result<(Vec<Row>, usize)> {
+    fn all(data: &[u8]) -> std::io::Result<(Vec<Row<'static>>, usize)> {
         let mut rows = Vec::new();
         let bad = decode(data, |r| rows.push(r))?;
         Ok((rows, bad))
@@ -189,7 +173,7 @@ mod tests {
             files: vec![("app-2".into(), 1, 1)],
             in_progress: false,
             loaded_ms: 1,
-            listing: Listing::default(),
+            listing: Cow::Owned(Listing::default()),
         };
         let mut text = vec![b'x'; 3 * MAX_ROW_BYTES as usize];
         text.push(b'\n');
@@ -209,17 +193,17 @@ mod tests {
             files: vec![("app-1.inprogress".into(), 10, 5)],
             in_progress: true,
             loaded_ms: 7,
-            listing: Listing {
+            listing: Cow::Owned(Listing {
                 id: Some("app-1".into()),
                 name: "n \"quoted\"\n".into(),
                 ..Listing::default()
-            },
+            }),
         };
         let src = LogSource {
             origin: crate::eventlog::Origin::Dir("/logs".into()),
-            name: row.name.as_str().into(),
+            name: row.name.as_ref().into(),
             files: vec![SourceFile {
-                rel: row.name.as_str().into(),
+                rel: row.name.as_ref().into(),
                 len: 10,
                 modified_ms: 5,
             }],

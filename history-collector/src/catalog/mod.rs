@@ -166,10 +166,9 @@ struct Unlisted {
 #[derive(Debug)]
 pub struct Catalog {
     dirs: Vec<PathBuf>,
-    /// The ingest store and the runtime its async reads are waited on from the blocking scan.
-    store: Option<(LogStore, tokio::runtime::Handle)>,
-    /// The same, as the logs read from it hold it.
-    store_at: Option<Arc<StoreAt>>,
+    /// The ingest store and the runtime its async reads are waited on from the blocking scan
+    /// (shared with every log read from it).
+    store: Option<Arc<StoreAt>>,
     entries: RwLock<HashMap<CompactString, Arc<Entry>>>,
     limits: Limits,
     admission: Mutex<Admission>,
@@ -286,22 +285,15 @@ impl Catalog {
     ) -> Self {
         let limits = settings.limits;
         let store = store.and_then(|store| match tokio::runtime::Handle::try_current() {
-            Ok(rt) => Some((store, rt)),
+            Ok(rt) => Some(Arc::new(StoreAt { store, rt })),
             Err(e) => {
                 tracing::error!(storage = %store.store().url(), error = %e, "the catalog was built outside a Tokio runtime: the store's event logs are not served");
                 None
             }
         });
-        let store_at = store.as_ref().map(|(store, rt)| {
-            Arc::new(StoreAt {
-                store: store.clone(),
-                rt: rt.clone(),
-            })
-        });
         Catalog {
             dirs,
             store,
-            store_at,
             entries: RwLock::new(HashMap::new()),
             limits,
             admission: Mutex::new(Admission::new("serving", metrics.admit.clone())),
@@ -319,7 +311,7 @@ impl Catalog {
 
     /// The ingest store, if the catalog reads one.
     pub fn store(&self) -> Option<&LogStore> {
-        self.store.as_ref().map(|(s, _)| s)
+        self.store.as_ref().map(|at| &at.store)
     }
 
     /// The logs of one local directory whose files all pass admission.
@@ -376,9 +368,10 @@ impl Catalog {
         seen: &mut Vec<String>,
         mut offer: impl FnMut(&str, LogSource),
     ) -> bool {
-        let (Some((store, rt)), Some(at)) = (self.store.as_ref(), self.store_at.as_ref()) else {
+        let Some(at) = self.store.as_ref() else {
             return false;
         };
+        let (store, rt) = (&at.store, &at.rt);
         let all = match rt.block_on(store.list_all_eventlogs()) {
             Ok(all) => all,
             Err(e) => {
@@ -608,7 +601,7 @@ impl Catalog {
 
     /// Reads the persisted index, once.
     fn read_index(&self) {
-        let Some((store, rt)) = &self.store else {
+        let Some(StoreAt { store, rt }) = self.store.as_deref() else {
             return;
         };
         let Ok(mut ix) = self.index.lock() else {
@@ -636,12 +629,12 @@ impl Catalog {
                 return;
             };
             read.insert(
-                row.key.as_str().into(),
+                row.key.as_ref().into(),
                 Arc::new(Entry {
-                    key: row.key.into(),
+                    key: row.key.as_ref().into(),
                     retry: false,
                     source,
-                    listing: row.listing,
+                    listing: row.listing.into_owned(),
                     loaded_ms: row.loaded_ms,
                     read_ms: 0,
                 }),
@@ -686,7 +679,7 @@ impl Catalog {
             .iter()
             .map(|d| Origin::Dir(d.clone()).uri())
             .collect();
-        let store = self.store_at.as_ref().and_then(|at| {
+        let store = self.store.as_ref().and_then(|at| {
             const MARK: &str = "_";
             let uri = Origin::Store {
                 at: at.clone(),
@@ -702,20 +695,20 @@ impl Catalog {
     /// The log a row of the index was read from, if it names a place this catalog reads.
     /// `places` are the URIs of the local directories and the store's of a log named `_`
     /// ([`Catalog::places`]), so that most rows are matched without formatting any.
-    fn source_of(&self, row: &Row, places: &Places) -> Option<LogSource> {
+    fn source_of(&self, row: &Row<'_>, places: &Places) -> Option<LogSource> {
         let origin = match places.dirs.iter().position(|d| *d == row.origin) {
             Some(i) => Origin::Dir(self.dirs[i].clone()),
             None => {
                 let o = Origin::Store {
-                    at: self.store_at.clone()?,
-                    log: row.key.as_str().into(),
+                    at: self.store.clone()?,
+                    log: row.key.as_ref().into(),
                 };
                 // the store's URI of a log ends with its name: the rest is the same for all
                 let quick = places.store.as_ref().and_then(|(head, tail)| {
                     row.origin
                         .strip_prefix(head.as_str())?
                         .strip_suffix(tail.as_str())
-                }) == Some(row.key.as_str());
+                }) == Some(row.key.as_ref());
                 (quick || o.uri() == row.origin).then_some(o)?
             }
         };
@@ -723,14 +716,14 @@ impl Catalog {
             .files
             .iter()
             .map(|(rel, len, modified_ms)| SourceFile {
-                rel: rel.as_str().into(),
+                rel: rel.as_ref().into(),
                 len: *len,
                 modified_ms: *modified_ms,
             })
             .collect();
         Some(LogSource {
             origin,
-            name: row.name.as_str().into(),
+            name: row.name.as_ref().into(),
             in_progress: row.in_progress,
             size: files.iter().map(|f| f.len).sum(),
             max_line_bytes: self.limits.max_line_bytes,
@@ -742,7 +735,7 @@ impl Catalog {
     /// Writes the index if the listing changed, at most every [`index::WRITE_EVERY`] unless
     /// `now`.
     fn write_index(&self, now: bool) {
-        let Some((store, rt)) = &self.store else {
+        let Some(StoreAt { store, rt }) = self.store.as_deref() else {
             return;
         };
         let Ok(mut ix) = self.index.lock() else {
@@ -820,7 +813,7 @@ impl Catalog {
             }
         }
         // an application's container logs go with its last attempt
-        if let Some((store, rt)) = &self.store {
+        if let Some(StoreAt { store, rt }) = self.store.as_deref() {
             for app in gone_apps {
                 if !self.attempts(&app).is_empty() {
                     continue;
