@@ -31,6 +31,7 @@ on_both_backends!(
     roundtrip_and_ranges,
     overwrite,
     list_by_prefix,
+    paged_listing,
     delete,
     missing_object,
     invalid_keys,
@@ -224,6 +225,88 @@ async fn list_by_prefix(b: Backend) {
         assert_eq!(raw.len(), 7, "unexpected objects in the bucket: {raw:?}");
         assert!(raw.iter().all(|k| !k.contains(".sidecars")), "{raw:?}");
     }
+}
+
+/// The paged listing hands out the same objects as the whole one, in key order, a page at a
+/// time: more than one page of them, with names that sort differently by path component
+/// than by whole key (`a-1` before `a/…`, `a.b` between them).
+async fn paged_listing(b: Backend) {
+    use futures::{StreamExt, TryStreamExt};
+    let s = b.store("paged").await;
+    let mut keys: Vec<String> = (0..1050).map(|i| format!("logs/n{i:04}/f")).collect();
+    keys.extend(
+        [
+            "logs/a/1",
+            "logs/a/b/c",
+            "logs/a-1/x",
+            "logs/a.b",
+            "logs/a0",
+            "logs2/x",
+            "log",
+        ]
+        .map(String::from),
+    );
+    futures::stream::iter(&keys)
+        .map(|k| put_bytes(&*s, k, k.clone().into_bytes().into()))
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("put");
+    let whole: Vec<String> = s
+        .list_shallow("logs/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    let mut want: Vec<String> = keys
+        .iter()
+        .filter(|k| k.starts_with("logs/"))
+        .cloned()
+        .collect();
+    want.sort();
+    assert_eq!(whole, want);
+    let pages: Vec<Vec<objstore::ObjectMeta>> = s
+        .list_shallow_pages("logs/")
+        .try_collect()
+        .await
+        .expect("paged list");
+    assert!(pages.len() >= 2, "{} pages", pages.len());
+    assert!(pages.iter().all(|p| !p.is_empty()));
+    let paged: Vec<objstore::ObjectMeta> = pages.into_iter().flatten().collect();
+    assert_eq!(
+        paged.iter().map(|m| m.key.clone()).collect::<Vec<_>>(),
+        want
+    );
+    for m in &paged {
+        assert_eq!(m.size, m.key.len() as u64, "{}", m.key);
+    }
+    // a prefix that is not a directory, and one with nothing under it
+    let some: Vec<_> = s
+        .list_shallow_pages("logs/a")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("list logs/a")
+        .into_iter()
+        .flatten()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(
+        some,
+        [
+            "logs/a-1/x",
+            "logs/a.b",
+            "logs/a/1",
+            "logs/a/b/c",
+            "logs/a0"
+        ]
+    );
+    let none: Vec<_> = s
+        .list_shallow_pages("nothing/")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("list none");
+    assert!(none.iter().all(|p| p.is_empty()));
 }
 
 async fn delete(b: Backend) {

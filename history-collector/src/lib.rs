@@ -12,6 +12,7 @@ pub mod eventlog;
 pub mod ingest;
 pub mod logdir;
 pub mod logs;
+pub mod malloc;
 pub mod model;
 pub mod server;
 pub mod ui;

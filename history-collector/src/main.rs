@@ -142,6 +142,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    history_collector::malloc::limit_arenas();
     if std::env::args_os().nth(1).is_some_and(|a| a == "agent") {
         let argv = std::env::args_os()
             .enumerate()

@@ -20,6 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
+use futures::stream::{BoxStream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::fs;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -32,6 +34,8 @@ use super::{
 const SHA_XATTR: &str = "user.sidecars.sha256";
 const RESERVED: &str = ".sidecars";
 const COPY_BUF: usize = 256 * 1024;
+/// Objects per page of a paged listing (as many as one S3 listing request returns).
+const LIST_PAGE: usize = 1000;
 /// Temp files older than this when the store opens belong to a dead writer.
 const STALE_TMP: Duration = Duration::from_secs(3600);
 
@@ -44,17 +48,7 @@ pub struct FileStore {
 impl FileStore {
     /// Every object under `prefix`, sorted by key, with its hash when `digests`.
     async fn listed(&self, prefix: &str, digests: bool) -> Result<Vec<ObjectMeta>> {
-        validate_prefix(prefix)?;
-        // walk only below the deepest directory the prefix names
-        let dir_part = match prefix.rfind('/') {
-            Some(i) => &prefix[..i],
-            None => "",
-        };
-        let start = if dir_part.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(dir_part)
-        };
+        let start = self.walk_start(prefix)?;
         // one blocking walk (a trip to the blocking pool per directory entry costs more than
         // the entry itself when there are many)
         let (root, want) = (self.root.clone(), prefix.to_string());
@@ -84,6 +78,15 @@ impl FileStore {
             });
         }
         Ok(out)
+    }
+
+    /// Where a walk for the keys under `prefix` starts: the deepest directory it names.
+    fn walk_start(&self, prefix: &str) -> Result<PathBuf> {
+        validate_prefix(prefix)?;
+        Ok(match prefix.rfind('/') {
+            Some(i) if i > 0 => self.root.join(&prefix[..i]),
+            _ => self.root.clone(),
+        })
     }
 
     /// Opens (creating if needed) a store rooted at `root`.
@@ -386,6 +389,54 @@ impl ObjectStore for FileStore {
         self.listed(prefix, false).await
     }
 
+    /// One blocking walk in key order ([`walk_in_order`]) on the blocking pool, handing over
+    /// [`LIST_PAGE`] objects at a time and at most two pages ahead of the reader.
+    fn list_shallow_pages<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<Vec<ObjectMeta>>> {
+        let start = match self.walk_start(prefix) {
+            Ok(start) => start,
+            Err(e) => return Box::pin(futures::stream::once(async { Err(e) })),
+        };
+        let (root, want, url) = (self.root.clone(), prefix.to_string(), self.url.clone());
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<ObjectMeta>>>(2);
+        let walked = futures::stream::once(async move {
+            let task = tokio::task::spawn_blocking(move || {
+                let mut page = Vec::with_capacity(LIST_PAGE);
+                let walked = walk_in_order(&root, &start, &want, &mut |m| {
+                    page.push(m);
+                    page.len() < LIST_PAGE
+                        || tx
+                            .blocking_send(Ok(std::mem::replace(
+                                &mut page,
+                                Vec::with_capacity(LIST_PAGE),
+                            )))
+                            .is_ok()
+                });
+                // the reader gone: nothing more to say
+                let _ = match walked {
+                    Ok(()) if page.is_empty() => Ok(()),
+                    Ok(()) => tx.blocking_send(Ok(page)),
+                    Err(e) => tx.blocking_send(Err(e)),
+                };
+            });
+            let pages = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|page| (page, rx))
+            });
+            // a walk that died ends the listing in an error, never in a short listing
+            let died = futures::stream::once(async move {
+                task.await.err().map(|e| {
+                    Err(StoreError::Other {
+                        url,
+                        message: format!("list task failed: {e}"),
+                    })
+                })
+            })
+            .filter_map(futures::future::ready);
+            pages.chain(died)
+        })
+        .flatten();
+        Box::pin(walked)
+    }
+
     async fn check(&self) -> Result<()> {
         let tmp = self.root.join(RESERVED).join("tmp");
         let md = fs::metadata(&tmp).await.map_err(|source| StoreError::Io {
@@ -425,60 +476,18 @@ impl ObjectStore for FileStore {
 
 /// Every object under `start` whose key starts with `prefix`, sorted by key; with its hash
 /// (read from its attribute) when `digests`, else with an empty one, and the places of those
-/// whose attribute is missing. Sizes and times are read beside each directory entry, never
-/// through a link; each object is held once, as it will be returned.
+/// whose attribute is missing. Each object is held once, as it will be returned.
 fn walk(
     root: &Path,
     start: &Path,
     prefix: &str,
     digests: bool,
 ) -> Result<(Vec<ObjectMeta>, Vec<usize>)> {
-    let io = |p: &Path| {
-        let url = format!("file://{}", p.display());
-        move |source| StoreError::Io { url, source }
-    };
     let mut out = Vec::new();
-    let mut stack = vec![start.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(&dir)(e)),
-        };
-        for entry in rd {
-            let entry = entry.map_err(io(&dir))?;
-            let path = entry.path();
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            let Some(rel) = rel.to_str() else { continue };
-            if rel == RESERVED {
-                continue;
-            }
-            let ft = entry.file_type().map_err(io(&path))?;
-            if ft.is_dir() {
-                let as_dir = format!("{rel}/");
-                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                    stack.push(path);
-                }
-            } else if ft.is_file() && rel.starts_with(prefix) {
-                let md = match entry.metadata() {
-                    Ok(md) if md.is_file() => md,
-                    // deleted (or replaced) while listing
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io(&path)(e)),
-                };
-                out.push(ObjectMeta {
-                    key: rel.to_string(),
-                    size: md.len(),
-                    sha256: String::new(),
-                    last_modified: mtime(&md),
-                });
-            }
-        }
-    }
-    out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    walk_in_order(root, start, prefix, &mut |m| {
+        out.push(m);
+        true
+    })?;
     let mut unhashed = Vec::new();
     if digests {
         for (i, m) in out.iter_mut().enumerate() {
@@ -489,6 +498,120 @@ fn walk(
         }
     }
     Ok((out, unhashed))
+}
+
+/// A directory being walked: its path, its key prefix, its entries still to visit (sorted,
+/// the next one last: a directory's name ends in `/`, a file's names its size and time in
+/// `files`) and the sizes and times of its files (read beside the directory entry, never
+/// through a link). Each entry is small: a directory of 100,000 logs holds 100,000 of them.
+struct Walking {
+    dir: PathBuf,
+    base: String,
+    entries: Vec<(CompactString, u32)>,
+    files: Vec<(u64, DateTime<Utc>)>,
+}
+
+/// Hands every object under `start` whose key starts with `prefix` to `each` (without its
+/// hash), in key order, as the walk meets it: only the names of the directory being walked
+/// are held, never the whole listing. Stops early when `each` returns false.
+///
+/// Key order comes from walking each directory's entries sorted by the text they put in a
+/// key (a directory's name followed by `/`): all keys below one entry share that text as a
+/// prefix, so they sort together and in the entries' order.
+fn walk_in_order(
+    root: &Path,
+    start: &Path,
+    prefix: &str,
+    each: &mut dyn FnMut(ObjectMeta) -> bool,
+) -> Result<()> {
+    let io = |p: &Path| {
+        let url = format!("file://{}", p.display());
+        move |source| StoreError::Io { url, source }
+    };
+    let rel_of = |dir: &Path| -> Option<String> {
+        let rel = dir.strip_prefix(root).ok()?.to_str()?;
+        Some(if rel.is_empty() {
+            String::new()
+        } else {
+            format!("{rel}/")
+        })
+    };
+    // the directories still being walked, the innermost last
+    let mut stack: Vec<Walking> = Vec::new();
+    let open = |dir: &Path, stack: &mut Vec<Walking>| -> Result<()> {
+        let Some(base) = rel_of(dir) else {
+            return Ok(());
+        };
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(dir)(e)),
+        };
+        let (mut entries, mut files) = (Vec::new(), Vec::new());
+        for entry in rd {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let key = format!("{base}{name}");
+            if key == RESERVED {
+                continue;
+            }
+            let ft = entry.file_type().map_err(io(&entry.path()))?;
+            if ft.is_dir() {
+                let as_dir = format!("{key}/");
+                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                    entries.push((format!("{name}/").into(), u32::MAX));
+                }
+            } else if ft.is_file() && key.starts_with(prefix) {
+                let md = match entry.metadata() {
+                    Ok(md) if md.is_file() => md,
+                    // deleted (or replaced) while listing
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(&entry.path())(e)),
+                };
+                let Ok(at) = u32::try_from(files.len()) else {
+                    continue;
+                };
+                files.push((md.len(), mtime(&md)));
+                entries.push((name.into(), at));
+            }
+        }
+        // reversed: the first in key order is popped first
+        entries.sort_unstable_by(|a: &(CompactString, u32), b| b.0.cmp(&a.0));
+        stack.push(Walking {
+            dir: dir.to_path_buf(),
+            base,
+            entries,
+            files,
+        });
+        Ok(())
+    };
+    open(start, &mut stack)?;
+    while let Some(w) = stack.last_mut() {
+        let Some((name, at)) = w.entries.pop() else {
+            stack.pop();
+            continue;
+        };
+        match w.files.get(at as usize) {
+            Some(&(size, last_modified)) => {
+                let meta = ObjectMeta {
+                    key: format!("{}{name}", w.base),
+                    size,
+                    sha256: String::new(),
+                    last_modified,
+                };
+                if !each(meta) {
+                    return Ok(());
+                }
+            }
+            None => {
+                let sub = w.dir.join(name.trim_end_matches('/'));
+                open(&sub, &mut stack)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_sha_xattr(path: &Path) -> Option<String> {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 use tokio::io::AsyncRead;
 
 pub use file::{FileStore, LocalWrite, StoreLock};
@@ -131,6 +132,14 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
     /// object, for callers that poll a prefix often (the history catalog's scan).
     async fn list_shallow(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         self.list(prefix).await
+    }
+
+    /// [`list_shallow`](Self::list_shallow) a page at a time, in key order, as the listing
+    /// goes: for callers that go through very many objects and need not hold them all (the
+    /// history catalog's scan of every event log). The stream ends after the last page or
+    /// in an error, never early without one.
+    fn list_shallow_pages<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<Vec<ObjectMeta>>> {
+        Box::pin(futures::stream::once(self.list_shallow(prefix)))
     }
 
     /// Removes an object; removing a missing object is not an error.

@@ -39,6 +39,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirecti
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -560,31 +561,52 @@ impl ObjectStore for S3Store {
     }
 
     async fn list_shallow(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        validate_prefix(prefix)?;
-        let url = self.object_url(prefix);
         let mut out = Vec::new();
-        let mut pages = self
+        let mut pages = self.list_shallow_pages(prefix);
+        while let Some(page) = pages.try_next().await? {
+            out.extend(page);
+        }
+        // S3 lists in key order already; kept sorted whatever the server does
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// One ListObjectsV2 request per page (S3 returns keys in UTF-8 binary order, which is
+    /// the order of our keys: they are valid UTF-8).
+    fn list_shallow_pages<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<Vec<ObjectMeta>>> {
+        if let Err(e) = validate_prefix(prefix) {
+            return Box::pin(futures::stream::once(async { Err(e) }));
+        }
+        let url = self.object_url(prefix);
+        let pages = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(self.join(prefix))
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.err(url.clone(), e))?;
-            for obj in page.contents() {
-                let Some(key) = obj.key().and_then(|k| self.strip(k)) else {
-                    continue;
+        Box::pin(futures::stream::unfold(
+            Some((pages, url)),
+            move |state| async move {
+                let (mut pages, url) = state?;
+                let page = match pages.next().await? {
+                    Ok(page) => page,
+                    // the listing ends at its first error
+                    Err(e) => return Some((Err(self.err(url, e)), None)),
                 };
-                if validate_key(key).is_err() {
-                    continue;
-                }
-                let size = obj.size().unwrap_or(0).max(0) as u64;
-                out.push(self.meta_from(key, size, None, obj.last_modified()));
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+                let metas = page
+                    .contents()
+                    .iter()
+                    .filter_map(|obj| {
+                        let key = obj.key().and_then(|k| self.strip(k))?;
+                        validate_key(key).ok()?;
+                        let size = obj.size().unwrap_or(0).max(0) as u64;
+                        Some(self.meta_from(key, size, None, obj.last_modified()))
+                    })
+                    .collect();
+                Some((Ok(metas), Some((pages, url))))
+            },
+        ))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

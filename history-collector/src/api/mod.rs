@@ -145,7 +145,7 @@ fn attempt_info(e: &Entry, dialect: Dialect) -> AttemptInfo {
         spark_user: a.spark_user.to_string(),
         completed: a.completed,
         app_spark_version: a.spark_version.to_string(),
-        exit_code: a.exit_code,
+        exit_code: a.exit_code.map(i64::from),
         log_source_name: uri.clone(),
         log_source_full_path: uri,
         start_time_epoch: a.start_time,

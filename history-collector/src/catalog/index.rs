@@ -72,7 +72,15 @@ impl<'a> Row<'a> {
 
 /// Encodes rows as the stored object, one at a time: only the compressed object is held.
 pub fn encode<'a>(rows: impl Iterator<Item = Row<'a>>) -> std::io::Result<Vec<u8>> {
-    let mut z = zstd::Encoder::new(Vec::new(), 3)?;
+    encode_into(Vec::new(), rows)
+}
+
+/// Encodes rows as the stored object into `out`, one at a time, and returns `out`.
+pub fn encode_into<'a, W: Write>(
+    out: W,
+    rows: impl Iterator<Item = Row<'a>>,
+) -> std::io::Result<W> {
+    let mut z = zstd::Encoder::new(out, 3)?;
     for row in rows {
         serde_json::to_writer(&mut z, &row)?;
         z.write_all(b"\n")?;
@@ -148,10 +156,23 @@ pub async fn fetch(store: &dyn ObjectStore) -> Option<Bytes> {
     }
 }
 
-/// Writes the index to `store`.
-pub async fn write(store: &dyn ObjectStore, data: Vec<u8>) -> anyhow::Result<()> {
-    objstore::put_bytes(store, INDEX_KEY, Bytes::from(data)).await?;
+/// Writes the index to `store` from `file` (the encoded object, read from its start).
+pub async fn write(store: &dyn ObjectStore, file: std::fs::File) -> anyhow::Result<()> {
+    store
+        .put(INDEX_KEY, Box::pin(tokio::fs::File::from_std(file)))
+        .await?;
     Ok(())
+}
+
+/// Encodes rows as the stored object into an unnamed temp file (so a large index is never
+/// held in memory), ready to be [`write`]n.
+pub fn encode_to_file<'a>(rows: impl Iterator<Item = Row<'a>>) -> std::io::Result<std::fs::File> {
+    use std::io::Seek;
+    let mut file = encode_into(std::io::BufWriter::new(tempfile::tempfile()?), rows)?
+        .into_inner()
+        .map_err(|e| e.into_error())?;
+    file.rewind()?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -208,7 +229,6 @@ mod tests {
                 modified_ms: 5,
             }],
             in_progress: true,
-            size: 10,
             max_line_bytes: 1 << 20,
             modified_ms: 5,
         };

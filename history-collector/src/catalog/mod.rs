@@ -24,6 +24,7 @@
 //! replayed again until it changes (and then with a back-off while it keeps changing).
 
 pub mod index;
+mod listed;
 pub mod loaded;
 pub mod retention;
 
@@ -44,10 +45,12 @@ use crate::logdir::open::Root;
 use crate::model::listing::Listing;
 use crate::model::App;
 use index::Row;
+use listed::Listed;
 use loaded::{Loaded, ReplayBound, ReplayMetrics};
 use retention::{Candidate, Retention};
 
 use crate::clock::now_ms;
+use crate::malloc::give_back_free_memory;
 
 /// One listed log.
 #[derive(Debug)]
@@ -64,7 +67,7 @@ pub struct Entry {
     /// next scan even if the files show no change.
     retry: bool,
     /// How long reading the listing took, in ms.
-    read_ms: i64,
+    read_ms: u32,
 }
 
 impl Entry {
@@ -169,7 +172,7 @@ pub struct Catalog {
     /// The ingest store and the runtime its async reads are waited on from the blocking scan
     /// (shared with every log read from it).
     store: Option<Arc<StoreAt>>,
-    entries: RwLock<HashMap<CompactString, Arc<Entry>>>,
+    entries: RwLock<Listed>,
     limits: Limits,
     admission: Mutex<Admission>,
     unlisted: Mutex<HashMap<String, Unlisted>>,
@@ -195,18 +198,6 @@ fn named_right(key: &str, app: &Listing) -> bool {
 struct Places {
     dirs: Vec<String>,
     store: Option<(String, String)>,
-}
-
-/// Returns freed memory to the system. A scan of a large store builds and drops a listing of
-/// every log, and reads listings on a few threads; the C library keeps what each freed in
-/// per-thread pools, so without this the resident size creeps up scan after scan (at 100,000
-/// logs, from about 90 MB to 130 MB in twenty seconds; with it, back to 60-80 MB after each).
-fn give_back_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// A log a scan found, by its best copy.
@@ -294,7 +285,7 @@ impl Catalog {
         Catalog {
             dirs,
             store,
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Listed::default()),
             limits,
             admission: Mutex::new(Admission::new("serving", metrics.admit.clone())),
             unlisted: Mutex::new(HashMap::new()),
@@ -372,19 +363,13 @@ impl Catalog {
             return false;
         };
         let (store, rt) = (&at.store, &at.rt);
-        let all = match rt.block_on(store.list_all_eventlogs()) {
-            Ok(all) => all,
-            Err(e) => {
-                tracing::warn!(storage = %store.store().url(), error = %e, "cannot list the stored event logs; keeping what was listed before");
-                return false;
-            }
-        };
         let Ok(mut adm) = self.admission.lock() else {
             return false;
         };
         let refused_before = adm.any_refused();
         let max = self.limits.max_file_bytes;
-        for (log, files) in all {
+        // each log as the listing goes: the listing of every stored log is never held
+        let listed = rt.block_on(store.each_eventlog(|log, files| {
             let admitted = files.iter().all(|f| {
                 let over = f.len > max;
                 if !over && !refused_before {
@@ -413,8 +398,14 @@ impl Catalog {
                     offer(&log, src);
                 }
             }
+        }));
+        match listed {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(storage = %store.store().url(), error = %e, "cannot list the stored event logs; keeping what was listed before");
+                false
+            }
         }
-        true
     }
 
     /// Rescans the directories and the store, lists new or changed logs, applies the
@@ -425,7 +416,8 @@ impl Catalog {
         self.read_index();
         // every copy found, by log; a copy the catalog lists its log from already is held by
         // its entry, not copied (at 100,000 logs a rescan holds little more than their keys)
-        let mut found: Vec<(CompactString, Found)> = Vec::new();
+        let mut found: Vec<(CompactString, Found)> =
+            Vec::with_capacity(self.entries.read().map_or(0, |m| m.len()));
         // every copy of each log, for retention to delete them all
         let mut copies: HashMap<String, Vec<LogSource>> = HashMap::new();
         let mut offer = |key: &str, src: LogSource| {
@@ -502,7 +494,7 @@ impl Catalog {
                         // just finished is read at once
                         let busy = e.source.in_progress
                             && src.in_progress
-                            && now < e.loaded_ms + 4 * e.read_ms;
+                            && now < e.loaded_ms + 4 * i64::from(e.read_ms);
                         unchanged || busy
                     })
                 })
@@ -523,10 +515,11 @@ impl Catalog {
         self.read_listings(&mut found, to_read);
         if let Ok(mut m) = self.entries.write() {
             let before = m.len();
-            m.retain(|k, e| {
-                let keep = present(&found, k) || (!store_listed && !e.source.origin.is_local());
+            m.retain(|e| {
+                let keep =
+                    present(&found, &e.key) || (!store_listed && !e.source.origin.is_local());
                 if !keep {
-                    self.loaded.forget_unless(k, None);
+                    self.loaded.forget_unless(&e.key, None);
                 }
                 keep
             });
@@ -541,6 +534,8 @@ impl Catalog {
         if let Ok(mut ix) = self.index.lock() {
             ix.dirty |= changed;
         }
+        // what the scan found is not held while the index is written
+        drop((found, copies));
         self.write_index(false);
         give_back_free_memory();
     }
@@ -576,10 +571,10 @@ impl Catalog {
                 source: src,
                 listing,
                 loaded_ms,
-                read_ms: loaded_ms - started,
+                read_ms: u32::try_from((loaded_ms - started).max(0)).unwrap_or(u32::MAX),
             });
             if let Ok(mut m) = self.entries.write() {
-                m.insert(key, entry);
+                m.insert(entry);
             }
         };
         let work = || {
@@ -622,33 +617,30 @@ impl Catalog {
         let places = self.places();
         // built aside and listed at once: requests are neither kept waiting for the whole
         // index nor shown part of it
-        let mut read: HashMap<CompactString, Arc<Entry>> = HashMap::new();
+        let mut read = Listed::default();
         let decoded = index::decode(&data, |row| {
             rows += 1;
             let Some(source) = self.source_of(&row, &places) else {
                 return;
             };
-            read.insert(
-                row.key.as_ref().into(),
-                Arc::new(Entry {
-                    key: row.key.as_ref().into(),
-                    retry: false,
-                    source,
-                    listing: row.listing.into_owned(),
-                    loaded_ms: row.loaded_ms,
-                    read_ms: 0,
-                }),
-            );
+            read.insert(Arc::new(Entry {
+                key: row.key.as_ref().into(),
+                retry: false,
+                source,
+                listing: row.listing.into_owned(),
+                loaded_ms: row.loaded_ms,
+                read_ms: 0,
+            }));
         });
         if let Ok(mut m) = self.entries.write() {
             if m.is_empty() {
                 early = read.len() as u64;
                 *m = read;
             } else {
-                for (key, e) in read {
-                    if !m.contains_key(key.as_str()) {
+                for e in read.into_values() {
+                    if !m.contains(&e.key) {
                         early += 1;
-                        m.insert(key, e);
+                        m.insert(e);
                     }
                 }
             }
@@ -725,8 +717,7 @@ impl Catalog {
             origin,
             name: row.name.as_ref().into(),
             in_progress: row.in_progress,
-            size: files.iter().map(|f| f.len).sum(),
-            max_line_bytes: self.limits.max_line_bytes,
+            max_line_bytes: eventlog::line_limit(self.limits.max_line_bytes),
             modified_ms: files.last()?.modified_ms,
             files,
         })
@@ -748,13 +739,13 @@ impl Catalog {
             return;
         }
         let entries = self.entries();
-        let written = index::encode(
+        let written = index::encode_to_file(
             entries
                 .iter()
                 .map(|e| Row::of(&e.key, &e.source, e.loaded_ms, &e.listing)),
         )
         .map_err(anyhow::Error::from)
-        .and_then(|data| rt.block_on(index::write(store.store().as_ref(), data)));
+        .and_then(|file| rt.block_on(index::write(store.store().as_ref(), file)));
         match written {
             Ok(()) => {
                 ix.dirty = false;
@@ -781,7 +772,7 @@ impl Catalog {
                 completed: e.listing.completed,
                 bytes: copies
                     .get(e.key.as_str())
-                    .map_or(e.source.size, |c| c.iter().map(|s| s.size).sum()),
+                    .map_or(e.source.size(), |c| c.iter().map(LogSource::size).sum()),
             })
             .collect();
         let doomed = self.retention.doomed(&all, now_ms());

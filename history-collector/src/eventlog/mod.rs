@@ -151,16 +151,25 @@ pub struct LogSource {
     /// Still being written (`.inprogress` file or marker), or, for a stored copy, not
     /// stored complete yet.
     pub in_progress: bool,
-    /// Total size of `files` in bytes.
-    pub size: u64,
-    /// Lines longer than this are skipped when the log is replayed.
-    pub max_line_bytes: usize,
+    /// Lines longer than this are skipped when the log is replayed (see [`line_limit`]).
+    pub max_line_bytes: u32,
     /// Modification time of the newest file, in ms since the epoch: what Spark shows as
     /// "last updated" of a finished application.
     pub modified_ms: i64,
 }
 
+/// A log's line limit as it keeps it (4 bytes: a listed log is held for every application):
+/// a limit past 4 GiB is 4 GiB, past any file a scan admits.
+pub fn line_limit(max_line_bytes: usize) -> u32 {
+    u32::try_from(max_line_bytes).unwrap_or(u32::MAX)
+}
+
 impl LogSource {
+    /// Total size of `files` in bytes.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.len).sum()
+    }
+
     /// The name ingest stores the log under, `<appId>[_<attemptId>]`, when `name` is one
     /// Spark writes.
     pub fn log_name(&self) -> Option<String> {
@@ -216,8 +225,7 @@ pub fn sources_from(
                 origin: origin.clone(),
                 name: f.rel.clone(),
                 in_progress: f.rel.ends_with(".inprogress") || !complete,
-                size: f.len,
-                max_line_bytes,
+                max_line_bytes: line_limit(max_line_bytes),
                 modified_ms: f.modified_ms,
                 files: vec![f],
             }),
@@ -299,7 +307,6 @@ fn rolling_source(
     {
         events.drain(..last_compact);
     }
-    let size = events.iter().map(|(_, f, _)| f.len).sum();
     let modified_ms = events.last().map(|(_, f, _)| f.modified_ms).unwrap_or(0);
     let all_stored = events.iter().all(|(_, _, complete)| *complete);
     Some(LogSource {
@@ -307,8 +314,7 @@ fn rolling_source(
         name: dir.into(),
         files: events.into_iter().map(|(_, f, _)| f).collect(),
         in_progress: in_progress || !all_stored,
-        size,
-        max_line_bytes,
+        max_line_bytes: line_limit(max_line_bytes),
         modified_ms,
     })
 }
@@ -386,7 +392,7 @@ pub fn replay_blocks_reusing(
             codec,
             BufReader::with_capacity(READ_BYTES, input),
             &what,
-            src.max_line_bytes,
+            src.max_line_bytes as usize,
             &mut stats,
             spare,
             f,
@@ -763,7 +769,7 @@ mod tests {
                 "eventlog_v2_a/events_3_a"
             ]
         );
-        assert_eq!((a.size, a.modified_ms, a.in_progress), (13, 7, true));
+        assert_eq!((a.size(), a.modified_ms, a.in_progress), (13, 7, true));
         assert!(found[1].in_progress && !found[2].in_progress);
         assert_eq!(found[2].log_name().as_deref(), Some("local-2"));
     }

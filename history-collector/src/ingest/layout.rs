@@ -443,64 +443,113 @@ impl LogStore {
 
     /// Every stored event log with its files (as [`list_files`](Self::list_files) gives
     /// them), from two listings of the store whatever the number of logs: what a periodic
-    /// scan needs to see which logs are new or changed without opening any.
+    /// scan needs to see which logs are new or changed without opening any. See
+    /// [`each_eventlog`](Self::each_eventlog), which this collects.
     pub async fn list_all_eventlogs(&self) -> Result<BTreeMap<String, Vec<LogFile>>> {
+        let mut out = BTreeMap::new();
+        self.each_eventlog(|log, files| {
+            out.insert(log, files);
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Hands every stored event log with its files to `each`, one log at a time as the
+    /// store's listing goes, so that however many logs there are only one page of the listing
+    /// is held (and the parts of the logs still being written: few). The listing of complete
+    /// objects comes in key order, so each log's objects come together; a log stored only as
+    /// parts comes after them. Fails, having handed out only some logs, if a listing fails.
+    pub async fn each_eventlog(&self, mut each: impl FnMut(String, Vec<LogFile>)) -> Result<()> {
         let prefix = format!("{EVENTLOGS}/");
-        let objects = self.store.list_shallow(&prefix).await?;
         let parts = self
             .store
             .list_shallow(&format!("{PARTS}/{prefix}"))
             .await?;
         // the files still stored as parts (few: logs being written), as logical_from makes
-        // them; a complete object wins over them, as in `open`
+        // them, by path below `prefix`; a complete object wins over them, as in `open`
         let mut partial = logical_from(&prefix, Vec::new(), parts);
-        let mut out: BTreeMap<String, Vec<LogFile>> = BTreeMap::new();
-        let mut add = |rel: &str, f: LogFile| {
-            let Some((log, file)) = rel.split_once('/') else {
-                return;
-            };
-            if check_component(log).is_err() {
-                return;
-            }
-            let f = LogFile {
-                rel: file.to_string(),
-                ..f
-            };
-            match out.get_mut(log) {
-                Some(files) => files.push(f),
-                // nearly every log is one file: room for one
-                None => {
-                    out.insert(log.to_string(), vec![f]);
+        // a log's files, completed with its files stored as parts, handed out
+        let mut hand_out =
+            |log: String, mut files: Vec<LogFile>, partial: &mut BTreeMap<String, LogFile>| {
+                let under = format!("{log}/");
+                let grown: Vec<String> = partial
+                    .range(under.clone()..)
+                    .take_while(|(rel, _)| rel.starts_with(&under))
+                    .map(|(rel, _)| rel.clone())
+                    .collect();
+                for rel in &grown {
+                    if let Some(f) = partial.remove(rel) {
+                        files.push(LogFile {
+                            rel: rel[under.len()..].to_string(),
+                            ..f
+                        });
+                    }
                 }
+                if !grown.is_empty() {
+                    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+                }
+                each(log, files);
+            };
+        let mut current: Option<(String, Vec<LogFile>)> = None;
+        let mut last_key = String::new();
+        let mut pages = self.store.list_shallow_pages(&prefix);
+        while let Some(page) = pages.try_next().await? {
+            for m in page {
+                // grouping by log needs the key order the store promises: anything else is
+                // an error, not a log handed out twice
+                if m.key <= last_key {
+                    return Err(StoreError::Other {
+                        url: self.store.object_url(&prefix),
+                        message: format!("listing out of key order at {}", m.key),
+                    }
+                    .into());
+                }
+                let Some((log, file)) = m
+                    .key
+                    .strip_prefix(&prefix)
+                    .and_then(|rel| rel.split_once('/'))
+                else {
+                    last_key = m.key;
+                    continue;
+                };
+                if check_component(log).is_ok() {
+                    partial.remove(&m.key[prefix.len()..]);
+                    let f = LogFile {
+                        rel: file.to_string(),
+                        len: m.size,
+                        complete: true,
+                        modified_ms: ms(m.last_modified),
+                    };
+                    match &mut current {
+                        Some((l, files)) if l == log => files.push(f),
+                        _ => {
+                            if let Some((l, files)) = current.take() {
+                                hand_out(l, files, &mut partial);
+                            }
+                            // nearly every log is one file: room for one
+                            current = Some((log.to_string(), vec![f]));
+                        }
+                    }
+                }
+                last_key = m.key;
             }
-        };
-        // each complete object turned into its file as it is met (the listing is sorted, so
-        // each log's files come in order), without a map of them all by path first
-        for m in objects {
-            let Some(rel) = m.key.strip_prefix(&prefix) else {
+        }
+        if let Some((l, files)) = current.take() {
+            hand_out(l, files, &mut partial);
+        }
+        // the logs stored only as parts
+        while let Some(rel) = partial.keys().next().cloned() {
+            let Some((log, _)) = rel.split_once('/') else {
+                partial.remove(&rel);
                 continue;
             };
-            partial.remove(rel);
-            add(
-                rel,
-                LogFile {
-                    rel: String::new(),
-                    len: m.size,
-                    complete: true,
-                    modified_ms: ms(m.last_modified),
-                },
-            );
-        }
-        let grown = !partial.is_empty();
-        for (rel, f) in partial {
-            add(&rel, f);
-        }
-        if grown {
-            for files in out.values_mut().filter(|f| f.len() > 1) {
-                files.sort_by(|a, b| a.rel.cmp(&b.rel));
+            if check_component(log).is_err() {
+                partial.remove(&rel);
+                continue;
             }
+            hand_out(log.to_string(), Vec::new(), &mut partial);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The files of one event log (relative paths as Spark wrote them), sorted.
@@ -705,8 +754,25 @@ pub(crate) mod tests {
         )
         .await
         .unwrap();
+        // its next file still growing, as parts: listed with its stored files, in order
+        let grow = eventlog_key("app-2", "eventlog_v2_app-2/events_2_app-2");
+        ls.append(&grow, 0, 8, reader(b"{\"f\":2}\n"))
+            .await
+            .unwrap();
+        // a log stored only as parts, after every log stored as objects
+        let only = eventlog_key("app-3", "app-3.inprogress");
+        ls.append(&only, 0, 8, reader(b"{\"g\":3}\n"))
+            .await
+            .unwrap();
         let all = ls.list_all_eventlogs().await.unwrap();
-        assert_eq!(all.keys().collect::<Vec<_>>(), ["app-1", "app-2"]);
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["app-1", "app-2", "app-3"]);
+        assert_eq!(
+            all["app-3"]
+                .iter()
+                .map(|f| (f.rel.as_str(), f.len, f.complete))
+                .collect::<Vec<_>>(),
+            [("app-3.inprogress", 8, false)]
+        );
         let a1 = &all["app-1"];
         assert_eq!(a1.len(), 1);
         assert_eq!(
@@ -726,7 +792,8 @@ pub(crate) mod tests {
                     "eventlog_v2_app-2/events_1_app-2",
                     events.len() as u64,
                     true
-                )
+                ),
+                ("eventlog_v2_app-2/events_2_app-2", 8, false)
             ]
         );
         // the per-log listing says the same

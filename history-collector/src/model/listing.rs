@@ -29,7 +29,9 @@ pub struct Listing {
     pub spark_user: CompactString,
     pub spark_version: CompactString,
     pub completed: bool,
-    pub exit_code: Option<i64>,
+    /// As Spark reads it: an `Int` (a wider number is cut to its low 32 bits, as Jackson's
+    /// `intValue` cuts it).
+    pub exit_code: Option<i32>,
     /// The view and admin ACLs of the first environment update (see [`App::acls`]), `None`
     /// when it set none (which grants the same as an empty set: the compact form of a list of
     /// many applications, nearly all of which set none).
@@ -96,7 +98,7 @@ impl Listing {
             spark_user: app.spark_user.as_str().into(),
             spark_version: app.spark_version.as_str().into(),
             completed: app.completed,
-            exit_code: app.exit_code,
+            exit_code: app.exit_code.map(|c| c as i32),
             acls: app
                 .acls
                 .as_ref()
