@@ -70,16 +70,8 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Encodes rows as the stored object, one at a time: only the compressed object is held.
-pub fn encode<'a>(rows: impl Iterator<Item = Row<'a>>) -> std::io::Result<Vec<u8>> {
-    encode_into(Vec::new(), rows)
-}
-
 /// Encodes rows as the stored object into `out`, one at a time, and returns `out`.
-pub fn encode_into<'a, W: Write>(
-    out: W,
-    rows: impl Iterator<Item = Row<'a>>,
-) -> std::io::Result<W> {
+fn encode_into<'a, W: Write>(out: W, rows: impl Iterator<Item = Row<'a>>) -> std::io::Result<W> {
     let mut z = zstd::Encoder::new(out, 3)?;
     for row in rows {
         serde_json::to_writer(&mut z, &row)?;
@@ -232,7 +224,11 @@ mod tests {
             max_line_bytes: 1 << 20,
             modified_ms: 5,
         };
-        let data = encode(std::iter::once(Row::of("app-1", &src, 7, &row.listing))).unwrap();
+        let data = encode_into(
+            Vec::new(),
+            std::iter::once(Row::of("app-1", &src, 7, &row.listing)),
+        )
+        .unwrap();
         let (rows, bad) = all(&data).unwrap();
         assert_eq!((rows, bad), (vec![row], 0));
         assert!(all(&data[..data.len() / 2]).is_err());

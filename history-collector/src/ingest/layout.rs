@@ -504,15 +504,12 @@ impl LogStore {
                     }
                     .into());
                 }
-                let Some((log, file)) = m
+                let log_file = m
                     .key
                     .strip_prefix(&prefix)
                     .and_then(|rel| rel.split_once('/'))
-                else {
-                    last_key = m.key;
-                    continue;
-                };
-                if check_component(log).is_ok() {
+                    .filter(|(log, _)| check_component(log).is_ok());
+                if let Some((log, file)) = log_file {
                     partial.remove(&m.key[prefix.len()..]);
                     let f = LogFile {
                         rel: file.to_string(),
@@ -667,6 +664,7 @@ pub fn check_component(name: &str) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use sidecars_common::objstore;
 
     /// A log store on a `file://` store in a fresh temporary directory (kept alive by the
     /// returned guard).
@@ -724,6 +722,70 @@ pub(crate) mod tests {
         );
         assert_eq!(ls.read_all(&key).await.unwrap(), expect);
         assert!(ls.parts(&key).await.unwrap().is_empty());
+    }
+
+    /// A store whose paged listing hands its objects out of key order (a broken or hostile
+    /// S3 server), everything else as the local store it wraps.
+    #[derive(Debug)]
+    struct Shuffled(Arc<dyn ObjectStore>);
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Shuffled {
+        fn url(&self) -> &str {
+            self.0.url()
+        }
+        async fn put(&self, key: &str, body: Reader) -> objstore::Result<ObjectMeta> {
+            self.0.put(key, body).await
+        }
+        async fn get(
+            &self,
+            key: &str,
+            range: Option<std::ops::Range<u64>>,
+        ) -> objstore::Result<objstore::GetResult> {
+            self.0.get(key, range).await
+        }
+        async fn head(&self, key: &str) -> objstore::Result<ObjectMeta> {
+            self.0.head(key).await
+        }
+        async fn list(&self, prefix: &str) -> objstore::Result<Vec<ObjectMeta>> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> objstore::Result<()> {
+            self.0.delete(key).await
+        }
+        fn list_shallow_pages<'a>(
+            &'a self,
+            prefix: &'a str,
+        ) -> futures::stream::BoxStream<'a, objstore::Result<Vec<ObjectMeta>>> {
+            Box::pin(futures::stream::once(async move {
+                let mut all = self.0.list_shallow(prefix).await?;
+                all.reverse();
+                Ok(all)
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listing_out_of_key_order_is_an_error_not_a_log_handed_out_twice() {
+        let (_dir, ls) = temp_store().await;
+        for log in ["app-1", "app-2"] {
+            for file in ["eventlog_v2_x/events_1_x", "eventlog_v2_x/events_2_x"] {
+                ls.put_complete(&eventlog_key(log, file), 1, reader(b"x"))
+                    .await
+                    .unwrap();
+            }
+        }
+        let shuffled = LogStore::new(Arc::new(Shuffled(ls.store().clone())));
+        let mut handed = Vec::new();
+        let err = shuffled
+            .each_eventlog(|log, _| handed.push(log))
+            .await
+            .expect_err("an out-of-order listing must fail");
+        assert!(err.to_string().contains("out of key order"), "{err}");
+        assert!(handed.len() <= 1, "{handed:?}");
+        // the same store listed in order hands out each log once
+        let all = ls.list_all_eventlogs().await.unwrap();
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["app-1", "app-2"]);
     }
 
     #[tokio::test]
